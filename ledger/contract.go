@@ -1,0 +1,615 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Names of the contract's state-changing functions (Contract.Invoke). Each
+// takes one argument: a JSON-encoded Action whose Fn is the same name.
+const (
+	FnBootstrap           = "Bootstrap"
+	FnRegisterParticipant = "RegisterParticipant"
+	FnMint                = "Mint"
+	FnTransfer            = "Transfer"
+	FnPostRequest         = "PostRequest"
+	FnApproveRequest      = "ApproveRequest"
+	FnRejectRequest       = "RejectRequest"
+	FnHaltRequest         = "HaltRequest"
+	FnCloseRequest        = "CloseRequest"
+	FnAcceptOffer         = "AcceptOffer"
+	FnRevokeLicence       = "RevokeLicence"
+	FnAuthorizeQuery      = "AuthorizeQuery"
+	FnCompleteQuery       = "CompleteQuery"
+	FnRecordNotebookRun   = "RecordNotebookRun"
+	FnRegisterDataset     = "RegisterDataset"
+)
+
+// Names of the contract's read-only functions (Contract.Query). Their
+// arguments are JSON-encoded ids, in the order given.
+const (
+	FnGetParticipant      = "GetParticipant"      // (ParticipantID) -> Participant
+	FnListParticipants    = "ListParticipants"    // () -> []Participant
+	FnGetRequest          = "GetRequest"          // (RequestID) -> Request
+	FnListRequests        = "ListRequests"        // () -> []Request
+	FnGetLicence          = "GetLicence"          // (LicenceID) -> Licence
+	FnListLicences        = "ListLicences"        // (RequestID) -> []Licence
+	FnListPatientLicences = "ListPatientLicences" // (ParticipantID) -> []Licence
+	FnListLicenceQueries  = "ListLicenceQueries"  // (LicenceID) -> []QueryRecord that used the licence
+	FnBalance             = "Balance"             // (ParticipantID) -> Amount
+	FnTokenSummary        = "TokenSummary"        // () -> TokenSummary
+	FnGetQuery            = "GetQuery"            // (QueryID) -> QueryRecord
+	FnListQueries         = "ListQueries"         // (RequestID) -> []QueryRecord
+	FnGetNotebookRun      = "GetNotebookRun"      // (NotebookRunID) -> NotebookRun
+	FnGetDataset          = "GetDataset"          // (DatasetID) -> Dataset
+	FnListDatasets        = "ListDatasets"        // () -> []Dataset
+)
+
+// InvokeFunctions returns the names of the state-changing functions.
+func InvokeFunctions() []string {
+	return []string{FnBootstrap, FnRegisterParticipant, FnMint, FnTransfer,
+		FnPostRequest, FnApproveRequest, FnRejectRequest, FnHaltRequest, FnCloseRequest,
+		FnAcceptOffer, FnRevokeLicence, FnAuthorizeQuery, FnCompleteQuery,
+		FnRecordNotebookRun, FnRegisterDataset}
+}
+
+// QueryFunctions returns the names of the read-only functions.
+func QueryFunctions() []string {
+	return []string{FnGetParticipant, FnListParticipants, FnGetRequest, FnListRequests,
+		FnGetLicence, FnListLicences, FnListPatientLicences, FnListLicenceQueries,
+		FnBalance, FnTokenSummary, FnGetQuery, FnListQueries, FnGetNotebookRun,
+		FnGetDataset, FnListDatasets}
+}
+
+// Names of the events the contract emits. Every payload is an EventPayload.
+const (
+	EventParticipantRegistered = "participant_registered"
+	EventRequestPosted         = "request_posted"
+	EventRequestApproved       = "request_approved"
+	EventRequestRejected       = "request_rejected"
+	EventRequestHalted         = "request_halted"
+	EventRequestClosed         = "request_closed"
+	EventLicenceGranted        = "licence_granted"
+	EventLicenceRevoked        = "licence_revoked"
+	EventQueryAuthorized       = "query_authorized"
+	EventQueryCompleted        = "query_completed"
+	EventNotebookRecorded      = "notebook_recorded"
+	EventDatasetRegistered     = "dataset_registered"
+)
+
+// EventPayload is the JSON payload of every contract event: ids,
+// pseudonyms and amounts only, never personal data. Fields that do not
+// apply to an event are empty.
+type EventPayload struct {
+	Participant ParticipantID `json:"participant,omitempty"`
+	Request     RequestID     `json:"request,omitempty"`
+	Sponsor     ParticipantID `json:"sponsor,omitempty"`
+	Licence     LicenceID     `json:"licence,omitempty"`
+	Patient     ParticipantID `json:"patient,omitempty"` // pseudonym
+	Custodian   ParticipantID `json:"custodian,omitempty"`
+	Query       QueryID       `json:"query,omitempty"`
+	NotebookRun NotebookRunID `json:"notebookRun,omitempty"`
+	Dataset     DatasetID     `json:"dataset,omitempty"`
+	Amount      Amount        `json:"amount,omitempty"`
+	Licences    int64         `json:"licences,omitempty"`
+	Epsilon     Epsilon       `json:"epsilon,omitempty"`
+	Status      string        `json:"status,omitempty"`
+}
+
+// Payloads of the state-changing functions that have no record type of
+// their own.
+type (
+	// BootstrapArgs registers the first operator. The action is signed by
+	// PublicKey itself and its actor is ID.
+	BootstrapArgs struct {
+		ID        ParticipantID `json:"id"`
+		Name      string        `json:"name"`
+		PublicKey []byte        `json:"publicKey"`
+	}
+	// Registration registers a sponsor, ethics board, custodian or operator.
+	Registration struct {
+		ID        ParticipantID `json:"id"`
+		Role      Role          `json:"role"`
+		Name      string        `json:"name"`
+		PublicKey []byte        `json:"publicKey"`
+	}
+	// MintArgs creates Amount MedTokens in To's balance.
+	MintArgs struct {
+		To     ParticipantID `json:"to"`
+		Amount Amount        `json:"amount"`
+	}
+	// TransferArgs moves Amount from the actor's balance to To's.
+	TransferArgs struct {
+		To     ParticipantID `json:"to"`
+		Amount Amount        `json:"amount"`
+	}
+	// ApproveArgs opens a pending request under the board's terms.
+	ApproveArgs struct {
+		Request RequestID `json:"request"`
+		ApprovalTerms
+	}
+	// DecisionArgs rejects, halts or closes a request.
+	DecisionArgs struct {
+		Request RequestID `json:"request"`
+		Reason  string    `json:"reason,omitempty"`
+	}
+	// RevokeArgs revokes a licence.
+	RevokeArgs struct {
+		Licence LicenceID `json:"licence"`
+	}
+)
+
+// Data categories a request may license and a query may read.
+const (
+	CategoryDemographics = "demographics"
+	CategoryConditions   = "conditions"
+	CategoryLabs         = "labs"
+	CategoryVitals       = "vitals"
+	CategoryMedications  = "medications"
+)
+
+// DataCategories returns the categories the contract accepts.
+func DataCategories() []string {
+	return []string{CategoryDemographics, CategoryConditions, CategoryLabs, CategoryVitals, CategoryMedications}
+}
+
+// Limits on free text and lengths, so that one action cannot bloat the state.
+const (
+	maxName           = 200
+	maxTitle          = 300
+	maxText           = 8000 // purpose, criteria
+	maxReason         = 2000
+	maxLocation       = 2000
+	maxNotebookCells  = 1000
+	maxLicenceSeconds = 100 * 365 * 24 * 3600
+)
+
+// Contract is the MedX state machine. It is deterministic: everything it
+// derives comes from the TxContext and the State, so every replica computes
+// the same writes and results. It has no fields; the zero value is ready.
+type Contract struct{}
+
+// Invoke runs a state-changing function. args must be exactly one
+// JSON-encoded Action with Fn == fn, signed by its actor. Nothing is written
+// unless the call succeeds: every check runs before the first write.
+//
+// Errors match ErrUnknownMethod, ErrInvalid, ErrForbidden, ErrBadSignature,
+// ErrReplay, ErrNotFound, ErrExists, ErrState, ErrFunds or ErrBudget.
+func (Contract) Invoke(tx TxContext, st State, fn string, args [][]byte) (result []byte, ev *Event, err error) {
+	h := invokeHandler(fn)
+	if h == nil {
+		return nil, nil, fmt.Errorf("invoke %q: %w", fn, ErrUnknownMethod)
+	}
+	c := &call{tx: tx, ts: tx.Timestamp.UTC(), st: st}
+	if err := c.authenticate(fn, args); err != nil {
+		return nil, nil, err
+	}
+	result, ev, err = h(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The nonce is the last write, so a failed call never consumes it.
+	c.put(key(pNonce, string(c.act.Actor), c.act.Nonce), []byte(tx.TxID))
+	for _, w := range c.writes {
+		if err := st.Put(w.key, w.value); err != nil {
+			return nil, nil, fmt.Errorf("%s: write %s: %w", fn, w.key, err)
+		}
+	}
+	return result, ev, nil
+}
+
+func invokeHandler(fn string) func(*call) ([]byte, *Event, error) {
+	switch fn {
+	case FnBootstrap:
+		return (*call).bootstrap
+	case FnRegisterParticipant:
+		return (*call).registerParticipant
+	case FnMint:
+		return (*call).mint
+	case FnTransfer:
+		return (*call).transfer
+	case FnPostRequest:
+		return (*call).postRequest
+	case FnApproveRequest:
+		return (*call).approveRequest
+	case FnRejectRequest:
+		return (*call).rejectRequest
+	case FnHaltRequest:
+		return (*call).haltRequest
+	case FnCloseRequest:
+		return (*call).closeRequest
+	case FnAcceptOffer:
+		return (*call).acceptOffer
+	case FnRevokeLicence:
+		return (*call).revokeLicence
+	case FnAuthorizeQuery:
+		return (*call).authorizeQuery
+	case FnCompleteQuery:
+		return (*call).completeQuery
+	case FnRecordNotebookRun:
+		return (*call).recordNotebookRun
+	case FnRegisterDataset:
+		return (*call).registerDataset
+	}
+	return nil
+}
+
+// call is one Invoke in progress. Handlers only read the state and queue
+// writes; Invoke applies the queue once the handler has succeeded.
+type call struct {
+	tx     TxContext
+	ts     time.Time
+	st     State
+	act    Action
+	actor  Participant // the registered actor; zero for Bootstrap and AcceptOffer
+	writes []write
+}
+
+type write struct {
+	key   string
+	value []byte
+}
+
+func (c *call) put(k string, v []byte) { c.writes = append(c.writes, write{k, v}) }
+
+func (c *call) putJSON(k string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", k, err)
+	}
+	c.put(k, b)
+	return nil
+}
+
+func (c *call) putAmount(k string, a Amount) { c.put(k, []byte(strconv.FormatInt(int64(a), 10))) }
+
+// authenticate decodes the action, checks its signature against the
+// actor's registered key (or the key in the payload for Bootstrap and
+// AcceptOffer) and refuses a replayed nonce.
+func (c *call) authenticate(fn string, args [][]byte) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%s: want 1 argument (a signed action), got %d: %w", fn, len(args), ErrInvalid)
+	}
+	if err := decodeStrict(args[0], &c.act); err != nil {
+		return fmt.Errorf("%s: decode action: %w", fn, err)
+	}
+	a := c.act
+	if a.Fn != fn {
+		return fmt.Errorf("%s: action is for %q: %w", fn, a.Fn, ErrInvalid)
+	}
+	if !isNonce(a.Nonce) {
+		return fmt.Errorf("%s: nonce must be 32 lowercase hex digits: %w", fn, ErrInvalid)
+	}
+	var pub []byte
+	switch fn {
+	case FnBootstrap:
+		var p BootstrapArgs
+		if err := decodeStrict(a.Payload, &p); err != nil {
+			return fmt.Errorf("%s: decode payload: %w", fn, err)
+		}
+		if p.ID != a.Actor {
+			return fmt.Errorf("%s: actor %s is not the bootstrapped id %s: %w", fn, a.Actor, p.ID, ErrInvalid)
+		}
+		pub = p.PublicKey
+	case FnAcceptOffer:
+		var p Acceptance
+		if err := decodeStrict(a.Payload, &p); err != nil {
+			return fmt.Errorf("%s: decode payload: %w", fn, err)
+		}
+		if len(p.PublicKey) != ed25519.PublicKeySize {
+			return fmt.Errorf("%s: pseudonym key must be %d bytes: %w", fn, ed25519.PublicKeySize, ErrInvalid)
+		}
+		if want := PseudonymID(p.PublicKey); a.Actor != want {
+			return fmt.Errorf("%s: actor %s is not the pseudonym %s of the payload key: %w", fn, a.Actor, want, ErrInvalid)
+		}
+		pub = p.PublicKey
+	default:
+		p, err := getParticipant(c.st, a.Actor)
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%s: actor %q is not registered: %w", fn, a.Actor, ErrForbidden)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", fn, err)
+		}
+		c.actor = p
+		pub = p.PublicKey
+	}
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%s: public key must be %d bytes: %w", fn, ed25519.PublicKeySize, ErrInvalid)
+	}
+	if err := a.Verify(pub); err != nil {
+		return err
+	}
+	used, err := c.st.Get(key(pNonce, string(a.Actor), a.Nonce))
+	if err != nil {
+		return fmt.Errorf("%s: read nonce: %w", fn, err)
+	}
+	if used != nil {
+		return fmt.Errorf("%s: nonce %s of %s already used: %w", fn, a.Nonce, a.Actor, ErrReplay)
+	}
+	return nil
+}
+
+// payload decodes the action's payload strictly into v.
+func (c *call) payload(v any) error {
+	if err := decodeStrict(c.act.Payload, v); err != nil {
+		return fmt.Errorf("%s: decode payload: %w", c.act.Fn, err)
+	}
+	return nil
+}
+
+// requireRole refuses an actor without one of roles.
+func (c *call) requireRole(roles ...Role) error {
+	for _, r := range roles {
+		if c.actor.Role == r {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %s is a %s, not a %s: %w", c.act.Fn, c.actor.ID, c.actor.Role, roles[0], ErrForbidden)
+}
+
+// event builds an Event with a JSON payload.
+func event(name string, p EventPayload) (*Event, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", name, err)
+	}
+	return &Event{Name: name, Payload: b}, nil
+}
+
+// encodeResult marshals a handler's result together with its event.
+func encodeResult(v any, name string, p EventPayload) ([]byte, *Event, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode result: %w", err)
+	}
+	if name == "" {
+		return b, nil, nil
+	}
+	ev, err := event(name, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, ev, nil
+}
+
+// decodeStrict decodes exactly one JSON value into v, refusing unknown
+// fields and trailing data.
+func decodeStrict(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return fmt.Errorf("%v: %w", err, ErrInvalid)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return fmt.Errorf("trailing data after JSON value: %w", ErrInvalid)
+	}
+	return nil
+}
+
+// Reading helpers. Each returns ErrNotFound for an absent record.
+
+func getJSON(st State, k string, v any) (bool, error) {
+	b, err := st.Get(k)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", k, err)
+	}
+	if b == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode %s: %w", k, err)
+	}
+	return true, nil
+}
+
+func getParticipant(st State, id ParticipantID) (Participant, error) {
+	var p Participant
+	ok, err := getJSON(st, key(pParticipant, string(id)), &p)
+	if err != nil {
+		return Participant{}, err
+	}
+	if !ok {
+		return Participant{}, fmt.Errorf("participant %q: %w", id, ErrNotFound)
+	}
+	return p, nil
+}
+
+func getRequest(st State, id RequestID) (Request, error) {
+	var r Request
+	ok, err := getJSON(st, key(pRequest, string(id)), &r)
+	if err != nil {
+		return Request{}, err
+	}
+	if !ok {
+		return Request{}, fmt.Errorf("request %q: %w", id, ErrNotFound)
+	}
+	return r, nil
+}
+
+func getAmount(st State, k string) (Amount, error) {
+	b, err := st.Get(k)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", k, err)
+	}
+	if b == nil {
+		return 0, nil
+	}
+	return parseAmount(k, b)
+}
+
+func parseAmount(k string, b []byte) (Amount, error) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("decode %s: %w", k, err)
+	}
+	return Amount(n), nil
+}
+
+func getBalance(st State, id ParticipantID) (Amount, error) {
+	return getAmount(st, key(pBalance, string(id)))
+}
+
+// getIndexed reads a record through a "<index>/<id> -> request id" entry.
+func getIndexed(st State, index, records, id string, v any) (RequestID, error) {
+	req, err := st.Get(key(index, id))
+	if err != nil {
+		return "", fmt.Errorf("read %s%s: %w", index, id, err)
+	}
+	if req == nil {
+		return "", ErrNotFound
+	}
+	ok, err := getJSON(st, key(records, string(req), id), v)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("index %s%s points to a missing record: %w", index, id, ErrNotFound)
+	}
+	return RequestID(req), nil
+}
+
+func getLicence(st State, id LicenceID) (Licence, error) {
+	var l Licence
+	if _, err := getIndexed(st, pLicenceIndex, pLicence, string(id), &l); err != nil {
+		return Licence{}, fmt.Errorf("licence %q: %w", id, err)
+	}
+	return l, nil
+}
+
+func getQuery(st State, id QueryID) (QueryRecord, error) {
+	var q QueryRecord
+	if _, err := getIndexed(st, pQueryIndex, pQuery, string(id), &q); err != nil {
+		return QueryRecord{}, fmt.Errorf("query %q: %w", id, err)
+	}
+	return q, nil
+}
+
+// rangeJSON decodes every value under prefix, in key order.
+func rangeJSON[T any](st State, prefix string) ([]T, error) {
+	out := []T{}
+	err := st.Range(prefix, prefixEnd(prefix), func(k string, v []byte) (bool, error) {
+		var t T
+		if err := json.Unmarshal(v, &t); err != nil {
+			return false, fmt.Errorf("decode %s: %w", k, err)
+		}
+		out = append(out, t)
+		return true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("range %s: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// Validation helpers.
+
+// ValidParticipantID reports whether id is a valid chosen participant id:
+// 3 to 64 characters from [a-z0-9-]. Pseudonyms (PseudonymID) are valid ids
+// too, but only AcceptOffer may create one.
+func ValidParticipantID(id ParticipantID) bool {
+	if len(id) < 3 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		ch := id[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if !(ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func isNonce(s string) bool { return isLowerHex(s, 32) }
+
+// isHash reports whether s is a lowercase hex SHA-256.
+func isHash(s string) bool { return isLowerHex(s, 64) }
+
+// isRecordID reports whether s looks like an id derived by deriveID with
+// the given prefix; it keeps arbitrary strings out of state keys.
+func isRecordID(prefix, s string) bool {
+	return len(s) == len(prefix)+17 && s[:len(prefix)+1] == prefix+"-" && isLowerHex(s[len(prefix)+1:], 16)
+}
+
+// checkText refuses an empty (when required), overlong or non-UTF-8 text.
+func checkText(field, s string, required bool, max int) error {
+	switch {
+	case required && s == "":
+		return fmt.Errorf("%s is empty: %w", field, ErrInvalid)
+	case len(s) > max:
+		return fmt.Errorf("%s is longer than %d bytes: %w", field, max, ErrInvalid)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s is not UTF-8: %w", field, ErrInvalid)
+	}
+	return nil
+}
+
+// checkCategories refuses unknown or repeated categories, and an empty
+// list when nonEmpty.
+func checkCategories(field string, cats []string, nonEmpty bool) error {
+	if nonEmpty && len(cats) == 0 {
+		return fmt.Errorf("%s is empty: %w", field, ErrInvalid)
+	}
+	seen := make(map[string]bool, len(cats))
+	for _, c := range cats {
+		known := false
+		for _, k := range DataCategories() {
+			if c == k {
+				known = true
+			}
+		}
+		if !known {
+			return fmt.Errorf("%s: unknown data category %q: %w", field, c, ErrInvalid)
+		}
+		if seen[c] {
+			return fmt.Errorf("%s: category %q repeated: %w", field, c, ErrInvalid)
+		}
+		seen[c] = true
+	}
+	return nil
+}
+
+// sameSet reports whether a and b hold the same strings, ignoring order
+// (both are free of repeats once validated).
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		found := false
+		for _, y := range b {
+			if x == y {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// hexOf is hex.EncodeToString, named for readability at call sites.
+func hexOf(b []byte) string { return hex.EncodeToString(b) }

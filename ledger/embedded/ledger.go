@@ -1,0 +1,502 @@
+// Package embedded is MedX's single-node ledger backend: it runs the
+// ledger.Contract in-process over bbolt. Transactions are group-committed:
+// everything queued when the committer is free becomes one block, one bbolt
+// transaction and one fsync. Blocks are hash-linked, carry a Merkle root of
+// their transactions and are signed by the node key; state values carry a
+// MAC under the node key. Verify replays the whole history through the
+// contract and compares the result with the stored state.
+package embedded
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/medx/medx/ledger"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Errors of the embedded backend (contract errors keep their own sentinels).
+var (
+	// ErrClosed is returned by calls on a closed ledger, and by Submit for
+	// a transaction the ledger closed before running.
+	ErrClosed = errors.New("ledger closed")
+	// ErrCorrupt reports stored data that fails its hash, MAC or signature.
+	ErrCorrupt = errors.New("ledger data corrupt")
+)
+
+// Options configure Open.
+type Options struct {
+	Clock    func() time.Time // nil = time.Now
+	MaxBatch int              // transactions per block, default 256
+	Logger   *slog.Logger     // nil = discard
+}
+
+// Bucket names and meta keys of the bbolt file.
+const (
+	bucketMeta   = "meta"
+	bucketBlocks = "blocks"
+	bucketState  = "state"
+	metaNodeKey  = "nodeKey"
+	metaFormat   = "format"
+	formatV1     = "medx-embedded/v1"
+)
+
+// headCheckDepth is how many of the last blocks Open verifies.
+const headCheckDepth = 16
+
+// Ledger is the embedded backend. It is safe for concurrent use.
+type Ledger struct {
+	db       *bolt.DB
+	key      ed25519.PrivateKey
+	pub      ed25519.PublicKey
+	mac      stateMAC
+	clock    func() time.Time
+	maxBatch int
+	log      *slog.Logger
+	contract ledger.Contract
+
+	queue     chan *pending
+	closing   chan struct{} // closed by Close: stop taking transactions
+	done      chan struct{} // closed when the committer has stopped
+	closeOnce sync.Once
+	closeErr  error
+
+	mu   sync.Mutex
+	head head
+	subs map[*subscriber]struct{}
+}
+
+var (
+	_ ledger.Backend = (*Ledger)(nil)
+	_ ledger.Auditor = (*Ledger)(nil)
+)
+
+// head is the last committed block.
+type head struct {
+	height uint64
+	hash   string
+	time   time.Time
+}
+
+// pending is a submitted transaction waiting for the committer.
+type pending struct {
+	ctx  context.Context
+	fn   string
+	args [][]byte
+	resp chan outcome // buffered: the committer never blocks on it
+}
+
+type outcome struct {
+	receipt Receipt
+	err     error
+}
+
+// Receipt tells where a committed transaction went.
+type Receipt struct {
+	TxID   string
+	Height uint64
+	Result []byte
+}
+
+// BlockEvent describes a committed block to subscribers.
+type BlockEvent struct {
+	Height uint64
+	Hash   string
+	Time   time.Time
+	Txs    []TxEvent
+}
+
+// TxEvent is one transaction of a committed block and its contract event.
+type TxEvent struct {
+	TxID  string
+	Fn    string
+	Event *ledger.Event // nil if the transaction emitted none
+}
+
+// Open opens (creating if needed) the ledger file at path for the node
+// whose key is nodeKey. It refuses a file created by another node key and
+// a file whose last blocks fail their hash links or signatures.
+func Open(path string, nodeKey ed25519.PrivateKey, opts Options) (*Ledger, error) {
+	if len(nodeKey) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("open ledger %s: node key must be an Ed25519 private key of %d bytes", path, ed25519.PrivateKeySize)
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	l := &Ledger{
+		db:       db,
+		key:      nodeKey,
+		pub:      nodeKey.Public().(ed25519.PublicKey),
+		mac:      newStateMAC(nodeKey.Seed()),
+		clock:    opts.Clock,
+		maxBatch: opts.MaxBatch,
+		log:      opts.Logger,
+		queue:    make(chan *pending, 4*opts.MaxBatch),
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+		subs:     make(map[*subscriber]struct{}),
+	}
+	if err := l.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	go l.commitLoop()
+	return l, nil
+}
+
+// init creates the buckets, binds a new file to the node key, and checks
+// the node key and the chain head of an existing one.
+func (l *Ledger) init() error {
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists([]byte(bucketMeta))
+		if err != nil {
+			return err
+		}
+		blocks, err := tx.CreateBucketIfNotExists([]byte(bucketBlocks))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucketIfNotExists([]byte(bucketState)); err != nil {
+			return err
+		}
+		stored := meta.Get([]byte(metaNodeKey))
+		switch {
+		case stored == nil:
+			if k, _ := blocks.Cursor().First(); k != nil {
+				return fmt.Errorf("file has blocks but no node key: %w", ErrCorrupt)
+			}
+			if err := meta.Put([]byte(metaFormat), []byte(formatV1)); err != nil {
+				return err
+			}
+			return meta.Put([]byte(metaNodeKey), l.pub)
+		case !bytesEqual(stored, l.pub):
+			return fmt.Errorf("ledger belongs to node key %s, not %s", hex.EncodeToString(stored), hex.EncodeToString(l.pub))
+		}
+		if f := meta.Get([]byte(metaFormat)); !bytesEqual(f, []byte(formatV1)) {
+			return fmt.Errorf("unknown ledger format %q", f)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return l.db.View(func(tx *bolt.Tx) error {
+		h, err := checkHead(tx, l.pub, headCheckDepth)
+		if err != nil {
+			return err
+		}
+		l.head = h
+		return nil
+	})
+}
+
+// checkHead verifies the last depth blocks (signatures, tx roots, links)
+// and returns the head.
+func checkHead(tx *bolt.Tx, pub ed25519.PublicKey, depth int) (head, error) {
+	c := tx.Bucket([]byte(bucketBlocks)).Cursor()
+	k, v := c.Last()
+	if k == nil {
+		return head{}, nil
+	}
+	var h head
+	var next *Block
+	for i := 0; k != nil && i < depth; i++ {
+		b, err := decodeBlock(v)
+		if err != nil {
+			return head{}, fmt.Errorf("chain head: block at key %x: %w", k, err)
+		}
+		if !bytesEqual(k, heightKey(b.Height)) {
+			return head{}, fmt.Errorf("chain head: block %d stored at key %x: %w", b.Height, k, ErrCorrupt)
+		}
+		if err := b.check(pub); err != nil {
+			return head{}, fmt.Errorf("chain head: %v: %w", err, ErrCorrupt)
+		}
+		if next == nil {
+			h = head{height: b.Height, hash: b.Hash(), time: b.Time}
+		} else if next.Prev != b.Hash() || next.Height != b.Height+1 || next.Time.Before(b.Time) {
+			return head{}, fmt.Errorf("chain head: block %d does not follow block %d: %w", next.Height, b.Height, ErrCorrupt)
+		}
+		next = b
+		k, v = c.Prev()
+	}
+	if k == nil && next != nil && (next.Height != 1 || next.Prev != genesisPrev) {
+		return head{}, fmt.Errorf("chain head: first block is %d with prev %s: %w", next.Height, next.Prev, ErrCorrupt)
+	}
+	return h, nil
+}
+
+// Submit runs a state-changing contract function and returns its result
+// once the block holding it is durably committed. Contract errors match
+// the ledger sentinels.
+func (l *Ledger) Submit(ctx context.Context, fn string, args ...[]byte) ([]byte, error) {
+	r, err := l.SubmitTx(ctx, fn, args...)
+	return r.Result, err
+}
+
+// SubmitTx is Submit that also returns the transaction id and block height.
+func (l *Ledger) SubmitTx(ctx context.Context, fn string, args ...[]byte) (Receipt, error) {
+	p := &pending{ctx: ctx, fn: fn, args: args, resp: make(chan outcome, 1)}
+	select {
+	case <-l.closing:
+		return Receipt{}, fmt.Errorf("submit %s: %w", fn, ErrClosed)
+	default:
+	}
+	select {
+	case l.queue <- p:
+	case <-l.closing:
+		return Receipt{}, fmt.Errorf("submit %s: %w", fn, ErrClosed)
+	case <-ctx.Done():
+		return Receipt{}, fmt.Errorf("submit %s: %w", fn, ctx.Err())
+	}
+	select {
+	case o := <-p.resp:
+		return o.receipt, o.err
+	case <-l.done:
+		// The committer answers everything it took before stopping.
+		select {
+		case o := <-p.resp:
+			return o.receipt, o.err
+		default:
+			return Receipt{}, fmt.Errorf("submit %s: %w", fn, ErrClosed)
+		}
+	case <-ctx.Done():
+		return Receipt{}, fmt.Errorf("submit %s: outcome unknown: %w", fn, ctx.Err())
+	}
+}
+
+// Evaluate runs a read-only contract function over the committed state,
+// at the time max(clock, last block time).
+func (l *Ledger) Evaluate(ctx context.Context, fn string, args ...[]byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("evaluate %s: %w", fn, err)
+	}
+	select {
+	case <-l.closing:
+		return nil, fmt.Errorf("evaluate %s: %w", fn, ErrClosed)
+	default:
+	}
+	l.mu.Lock()
+	ts := laterOf(l.clock(), l.head.time)
+	l.mu.Unlock()
+	var res []byte
+	err := l.db.View(func(tx *bolt.Tx) error {
+		st := boltState{b: tx.Bucket([]byte(bucketState)), mac: l.mac}
+		var err error
+		res, err = l.query(ledger.TxContext{Timestamp: ts, Submitter: l.submitter()}, st, fn, args)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("evaluate %s: %w", fn, err)
+	}
+	return res, nil
+}
+
+// Height returns the height of the last committed block (0 when empty).
+func (l *Ledger) Height() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.head.height
+}
+
+// Head returns the hex hash of the last committed block ("" when empty).
+func (l *Ledger) Head() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.head.hash
+}
+
+// NodeKey returns the node's public key.
+func (l *Ledger) NodeKey() ed25519.PublicKey { return l.pub }
+
+// Block returns the committed block at height (ErrNotFound-like error if
+// there is none), verified against its signature.
+func (l *Ledger) Block(ctx context.Context, height uint64) (Block, error) {
+	if err := ctx.Err(); err != nil {
+		return Block{}, err
+	}
+	var b *Block
+	err := l.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bucketBlocks)).Get(heightKey(height))
+		if v == nil {
+			return fmt.Errorf("block %d: %w", height, ledger.ErrNotFound)
+		}
+		var err error
+		if b, err = decodeBlock(v); err != nil {
+			return fmt.Errorf("block %d: %w", height, err)
+		}
+		if err := b.check(l.pub); err != nil {
+			return fmt.Errorf("%v: %w", err, ErrCorrupt)
+		}
+		return nil
+	})
+	if err != nil {
+		return Block{}, err
+	}
+	return *b, nil
+}
+
+// Close stops taking transactions, lets the block in progress commit, and
+// closes the file. Queued transactions not yet taken fail with ErrClosed.
+func (l *Ledger) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.closing)
+		<-l.done
+		l.mu.Lock()
+		subs := l.subs
+		l.subs = nil
+		l.mu.Unlock()
+		for s := range subs {
+			s.stop()
+		}
+		if err := l.db.Close(); err != nil {
+			l.closeErr = fmt.Errorf("close ledger: %w", err)
+		}
+	})
+	return l.closeErr
+}
+
+func (l *Ledger) submitter() string { return "embedded:" + hex.EncodeToString(l.pub) }
+
+func laterOf(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b.UTC()
+	}
+	return a.UTC()
+}
+
+// commitLoop is the single committer: it takes everything queued (up to
+// MaxBatch) and commits it as one block.
+func (l *Ledger) commitLoop() {
+	defer close(l.done)
+	for {
+		var first *pending
+		select {
+		case first = <-l.queue:
+		case <-l.closing:
+			return
+		}
+		batch := []*pending{first}
+	drain:
+		for len(batch) < l.maxBatch {
+			select {
+			case p := <-l.queue:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+// commit runs a batch through the contract in one bbolt transaction, each
+// transaction over its own write overlay, appends the block and answers
+// every caller after the single fsync.
+func (l *Ledger) commit(batch []*pending) {
+	out := make([]outcome, len(batch))
+	l.mu.Lock()
+	prev := l.head
+	l.mu.Unlock()
+	b := &Block{Height: prev.height + 1, Prev: prev.hash, Time: laterOf(l.clock(), prev.time), NodeKey: l.pub}
+	if prev.height == 0 {
+		b.Prev = genesisPrev
+	}
+	committed := make([]int, 0, len(batch)) // indexes into batch
+	errEmpty := errors.New("no transaction succeeded")
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		st := boltState{b: tx.Bucket([]byte(bucketState)), mac: l.mac}
+		for i, p := range batch {
+			if err := p.ctx.Err(); err != nil {
+				out[i].err = fmt.Errorf("submit %s: not run: %w", p.fn, err)
+				continue
+			}
+			id, err := newTxID(p.fn, p.args)
+			if err != nil {
+				out[i].err = fmt.Errorf("submit %s: %w", p.fn, err)
+				continue
+			}
+			ov := newOverlay(st)
+			res, ev, err := l.invoke(ledger.TxContext{TxID: id, Timestamp: b.Time, Submitter: l.submitter()}, ov, p.fn, p.args)
+			if err != nil {
+				out[i].err = fmt.Errorf("tx %s: %w", id, err)
+				continue
+			}
+			if err := ov.flush(); err != nil {
+				return fmt.Errorf("tx %s: %w", id, err)
+			}
+			b.Txs = append(b.Txs, Tx{ID: id, Fn: p.fn, Args: p.args, Result: res, Event: ev})
+			out[i].receipt = Receipt{TxID: id, Height: b.Height, Result: res}
+			committed = append(committed, i)
+		}
+		if len(b.Txs) == 0 {
+			return errEmpty
+		}
+		if err := b.sign(l.key); err != nil {
+			return err
+		}
+		v, err := encodeBlock(b)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket([]byte(bucketBlocks)).Put(heightKey(b.Height), v)
+	})
+	switch {
+	case errors.Is(err, errEmpty):
+	case err != nil:
+		l.log.Error("ledger commit failed", "height", b.Height, "txs", len(committed), "err", err)
+		for _, i := range committed {
+			out[i] = outcome{err: fmt.Errorf("tx %s: commit block %d: %w", out[i].receipt.TxID, b.Height, err)}
+		}
+		committed = nil
+	default:
+		l.mu.Lock()
+		l.head = head{height: b.Height, hash: b.Hash(), time: b.Time}
+		l.mu.Unlock()
+		l.log.Debug("ledger block committed", "height", b.Height, "txs", len(b.Txs), "batch", len(batch))
+	}
+	for i, p := range batch {
+		p.resp <- out[i]
+	}
+	if len(committed) > 0 {
+		l.publish(b)
+	}
+}
+
+// invoke runs the contract, turning a panic into an error so that one bad
+// transaction cannot stop the node.
+func (l *Ledger) invoke(tc ledger.TxContext, st ledger.State, fn string, args [][]byte) (res []byte, ev *ledger.Event, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.log.Error("contract panic", "fn", fn, "tx", tc.TxID, "panic", r)
+			err = fmt.Errorf("%s: contract panic: %v", fn, r)
+		}
+	}()
+	return l.contract.Invoke(tc, st, fn, args)
+}
+
+// query runs a read-only contract function, turning a panic into an error.
+func (l *Ledger) query(tc ledger.TxContext, st ledger.State, fn string, args [][]byte) (res []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.log.Error("contract panic", "fn", fn, "panic", r)
+			err = fmt.Errorf("%s: contract panic: %v", fn, r)
+		}
+	}()
+	return l.contract.Query(tc, st, fn, args)
+}

@@ -1,0 +1,238 @@
+package privacy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/medx/medx/privacy"
+)
+
+// ExampleRunLocal runs one query over two custodians' aggregates: a patient
+// count and a sum of HbA1c (in tenths of a percent) per sex, with the ethics
+// board holding the third key share. Noise is off so the output is exact; a
+// real study sets Noise and Epsilon.
+func ExampleRunLocal() {
+	p, err := privacy.NewParams(privacy.DefaultParams())
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Key ceremony: every key holder publishes a share for a public seed.
+	crs := []byte("study-42/ceremony/2025-01-01")
+	var holders []*privacy.KeyHolder
+	var shares [][]byte
+	for _, id := range []string{"hospital-a", "lab-b", "ethics-board"} {
+		h, err := privacy.NewKeyHolder(p, id)
+		if err != nil {
+			log.Fatal(err)
+		}
+		share, err := h.PublicKeyShare(crs)
+		if err != nil {
+			log.Fatal(err)
+		}
+		holders = append(holders, h)
+		shares = append(shares, share)
+	}
+	pk, err := privacy.CollectivePublicKey(p, crs, shares)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// The sponsor's own key pair; only its public half leaves the sponsor.
+	sponsor, err := privacy.NewSponsorKey(p)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sponsorPub, err := sponsor.PublicKey()
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Slots: [count F, sum hba1c F, count M, sum hba1c M].
+	spec := privacy.Spec{
+		Slots: []privacy.SlotSpec{
+			{Cell: 0, Group: 0, Gate: 0, Kind: privacy.SlotCount, Sensitivity: 1, MaxAbs: 1},
+			{Cell: 0, Group: 1, Gate: 0, Kind: privacy.SlotSum, Sensitivity: 200, MaxAbs: 200},
+			{Cell: 1, Group: 0, Gate: 2, Kind: privacy.SlotCount, Sensitivity: 1, MaxAbs: 1},
+			{Cell: 1, Group: 1, Gate: 2, Kind: privacy.SlotSum, Sensitivity: 200, MaxAbs: 200},
+		},
+		Records: 1000,
+		MinCell: 10,
+	}
+	contributions := [][]int64{
+		{120, 8400, 6, 410}, // hospital-a
+		{80, 5800, 3, 190},  // lab-b
+	}
+
+	rel, err := privacy.RunLocal(context.Background(), p, pk, holders, spec, contributions, sponsorPub)
+	if err != nil {
+		log.Fatal(err)
+	}
+	result, err := sponsor.Decrypt(rel.Ciphertext, len(spec.Slots))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("result:", result)
+	fmt.Println("suppressed:", rel.Disclosure.SuppressedSlots)
+	fmt.Println("mechanism:", rel.Disclosure.Mechanism, "key holders:", rel.Disclosure.KeyHolders)
+	fmt.Printf("mean hba1c F: %.2f%%\n", float64(result[1])/float64(result[0])/10)
+	// Output:
+	// result: [200 14200 0 0]
+	// suppressed: [2 3]
+	// mechanism: none key holders: 3
+	// mean hba1c F: 7.10%
+}
+
+// Example_twoRounds shows the query protocol role by role, as the exchange
+// runs it over the network: a gate round on noisy counts, then a release
+// round re-encrypted to the sponsor. Here one custodian and the ethics board
+// hold the key; noise is on, so only the suppression pattern is printed.
+func Example_twoRounds() {
+	p, err := privacy.NewParams(privacy.DefaultParams())
+	if err != nil {
+		log.Fatal(err)
+	}
+	crs := []byte("study-7/ceremony/0001")
+	custodian, _ := privacy.NewKeyHolder(p, "hospital-a")
+	board, _ := privacy.NewKeyHolder(p, "ethics-board")
+	holders := []*privacy.KeyHolder{custodian, board}
+	var pkShares [][]byte
+	for _, h := range holders {
+		s, err := h.PublicKeyShare(crs)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pkShares = append(pkShares, s)
+	}
+	pk, err := privacy.CollectivePublicKey(p, crs, pkShares)
+	if err != nil {
+		log.Fatal(err)
+	}
+	sponsor, _ := privacy.NewSponsorKey(p)
+	sponsorPub, _ := sponsor.PublicKey()
+
+	// Two cells: a large one and one of 3 patients. With count noise of scale
+	// 2, the small cell would need noise of 47 or more to pass MinCell 50.
+	spec := privacy.Spec{
+		Slots: []privacy.SlotSpec{
+			{Cell: 0, Group: 0, Gate: 0, Kind: privacy.SlotCount, Sensitivity: 1, MaxAbs: 1},
+			{Cell: 0, Group: 1, Gate: 0, Kind: privacy.SlotSum, Sensitivity: 100, MaxAbs: 100},
+			{Cell: 1, Group: 0, Gate: 2, Kind: privacy.SlotCount, Sensitivity: 1, MaxAbs: 1},
+			{Cell: 1, Group: 1, Gate: 2, Kind: privacy.SlotSum, Sensitivity: 100, MaxAbs: 100},
+		},
+		Records: 5000, MinCell: 50, Epsilon: 1, Noise: true,
+	}
+	vec := []int64{2400, 61000, 3, 150} // the custodian's plaintext aggregate
+
+	// Each key holder draws its private noise share and keeps it for both rounds.
+	noise := make([]*privacy.NoiseShare, len(holders))
+	for i, h := range holders {
+		if noise[i], err = h.DrawNoise(spec, len(holders)); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	// Gate round: count-like slots only.
+	msgs := [][]byte{}
+	ct, err := privacy.EncryptCounts(p, pk, spec, vec) // custodian
+	if err != nil {
+		log.Fatal(err)
+	}
+	msgs = append(msgs, ct)
+	for _, n := range noise { // key holders
+		ct, err := n.EncryptCounts(p, pk)
+		if err != nil {
+			log.Fatal(err)
+		}
+		msgs = append(msgs, ct)
+	}
+	gateCT, err := privacy.Add(p, msgs...) // exchange
+	if err != nil {
+		log.Fatal(err)
+	}
+	var shares [][]byte
+	for _, h := range holders {
+		s, err := h.DecryptShare(gateCT)
+		if err != nil {
+			log.Fatal(err)
+		}
+		shares = append(shares, s)
+	}
+	noisy, err := privacy.CombineDecrypt(p, gateCT, shares, len(spec.Slots)) // exchange
+	if err != nil {
+		log.Fatal(err)
+	}
+	suppressed := privacy.Gate(spec, noisy)
+
+	// Release round: the full vector, suppressed slots zero, same noise.
+	msgs = msgs[:0]
+	ct, err = privacy.EncryptPayload(p, pk, spec, vec, suppressed)
+	if err != nil {
+		log.Fatal(err)
+	}
+	msgs = append(msgs, ct)
+	for _, n := range noise {
+		ct, err := n.EncryptPayload(p, pk, suppressed)
+		if err != nil {
+			log.Fatal(err)
+		}
+		msgs = append(msgs, ct)
+	}
+	payload, err := privacy.Add(p, msgs...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	shares = shares[:0]
+	for _, h := range holders {
+		s, err := h.SwitchShare(payload, sponsorPub)
+		if err != nil {
+			log.Fatal(err)
+		}
+		shares = append(shares, s)
+	}
+	forSponsor, err := privacy.CombineSwitch(p, payload, shares)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	result, err := sponsor.Decrypt(forSponsor, len(spec.Slots)) // sponsor
+	if err != nil {
+		log.Fatal(err)
+	}
+	d := privacy.NewDisclosure(spec, suppressed, len(holders))
+	fmt.Println("suppressed:", d.SuppressedSlots, "small cell reads:", result[2], result[3])
+	fmt.Println("count carries the gate's noise:", result[0] == noisy[0])
+	fmt.Println(d.Mechanism, d.NoiseScales, d.EpsilonSpent)
+	// Output:
+	// suppressed: [2 3] small cell reads: 0 0
+	// count carries the gate's noise: true
+	// discrete-laplace [2 200 2 200] 1
+}
+
+// ExampleSpec_Check shows a query refused before any work because its totals
+// could wrap modulo the plaintext modulus T ≈ 2^50.
+func ExampleSpec_Check() {
+	p, err := privacy.NewParams(privacy.DefaultParams())
+	if err != nil {
+		log.Fatal(err)
+	}
+	spec := privacy.Spec{
+		Slots: []privacy.SlotSpec{
+			{Kind: privacy.SlotCount, Sensitivity: 1, MaxAbs: 1},
+			// A sum of squares of values up to 2^16, over 2^18 patients.
+			{Gate: 0, Group: 1, Kind: privacy.SlotSum, Sensitivity: 1 << 32, MaxAbs: 1 << 32},
+		},
+		Records: 1 << 18,
+		MinCell: 10,
+		Epsilon: 1,
+		Noise:   true,
+	}
+	err = spec.Check(p)
+	fmt.Println(errors.Is(err, privacy.ErrInvalidSpec))
+	fmt.Println(err)
+	// Output:
+	// true
+	// privacy: invalid spec: slot 1: totals could reach Records·MaxAbs = 262144·4294967296 = 1125899906842624 plus a noise tail of 549755813889, not below T/2 = 562949953495040: they would wrap modulo the plaintext modulus (lower Records or MaxAbs, raise epsilon, or split the statistic)
+}

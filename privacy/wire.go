@@ -1,0 +1,270 @@
+package privacy
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
+	"github.com/tuneinsight/lattigo/v5/he/heint"
+	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/ring/ringqp"
+)
+
+// Message kinds (the fourth byte of every message).
+const (
+	kindGate          byte = 'G' // count-only ciphertext under the collective key
+	kindRelease       byte = 'R' // full payload ciphertext under the collective key
+	kindSponsorCT     byte = 'S' // payload re-encrypted to a sponsor key
+	kindDecryptShare  byte = 'd' // collective-decryption share (gate)
+	kindSwitchShare   byte = 'w' // public-key-switch share (release)
+	kindPKShare       byte = 'k' // collective public-key share (ceremony)
+	kindPublicKey     byte = 'P' // collective public key
+	kindSponsorPublic byte = 'Q' // a sponsor's public key
+	kindSponsorSecret byte = 's' // a sponsor's key pair
+	kindKeyHolder     byte = 'h' // a key holder's secret share
+	kindNoiseShare    byte = 'n' // a key holder's noise share for one query
+)
+
+const (
+	wireVersion = 1
+	headerLen   = 3 + 1 + 1 + 8
+	digestLen   = 16
+)
+
+func kindName(k byte) string {
+	switch k {
+	case kindGate:
+		return "gate ciphertext"
+	case kindRelease:
+		return "release ciphertext"
+	case kindSponsorCT:
+		return "sponsor ciphertext"
+	case kindDecryptShare:
+		return "decryption share"
+	case kindSwitchShare:
+		return "key-switch share"
+	case kindPKShare:
+		return "public-key share"
+	case kindPublicKey:
+		return "collective public key"
+	case kindSponsorPublic:
+		return "sponsor public key"
+	case kindSponsorSecret:
+		return "sponsor key"
+	case kindKeyHolder:
+		return "key holder"
+	case kindNoiseShare:
+		return "noise share"
+	default:
+		return fmt.Sprintf("unknown kind %q", k)
+	}
+}
+
+// digest names a message inside another one (a share names its ciphertext).
+func digest(b []byte) [digestLen]byte {
+	sum := sha256.Sum256(b)
+	var d [digestLen]byte
+	copy(d[:], sum[:])
+	return d
+}
+
+type writer struct{ b []byte }
+
+func newWriter(p Params, kind byte, size int) *writer {
+	w := &writer{b: make([]byte, 0, headerLen+size)}
+	w.b = append(w.b, 'M', 'D', 'X', kind, wireVersion)
+	w.b = append(w.b, p.s.fingerprint[:]...)
+	return w
+}
+
+func (w *writer) u8(v byte)    { w.b = append(w.b, v) }
+func (w *writer) raw(v []byte) { w.b = append(w.b, v...) }
+func (w *writer) u16(v uint16) { w.b = binary.LittleEndian.AppendUint16(w.b, v) }
+func (w *writer) u64(v uint64) { w.b = binary.LittleEndian.AppendUint64(w.b, v) }
+func (w *writer) poly(p ring.Poly) {
+	for _, row := range p.Coeffs {
+		for _, c := range row {
+			w.u64(c)
+		}
+	}
+}
+func (w *writer) qp(p ringqp.Poly) {
+	w.poly(p.Q)
+	w.poly(p.P)
+}
+
+func polySize(n, rows int) int { return n * rows * 8 }
+
+// reader decodes a message; the first error sticks and later reads are no-ops.
+type reader struct {
+	b    []byte
+	off  int
+	err  error
+	what string
+}
+
+// newReader checks the header of b: magic, kind, version and parameters.
+func newReader(p Params, b []byte, kind byte) (*reader, error) {
+	r := &reader{b: b, what: kindName(kind)}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	if len(b) < headerLen || b[0] != 'M' || b[1] != 'D' || b[2] != 'X' {
+		return nil, fmt.Errorf("%w: %s: not a MedX privacy message (%d bytes)", ErrMalformed, r.what, len(b))
+	}
+	if b[3] != kind {
+		return nil, fmt.Errorf("%w: expected a %s, got a %s", ErrMalformed, r.what, kindName(b[3]))
+	}
+	if b[4] != wireVersion {
+		return nil, fmt.Errorf("%w: %s: unsupported version %d", ErrMalformed, r.what, b[4])
+	}
+	if [8]byte(b[5:13]) != p.s.fingerprint {
+		return nil, fmt.Errorf("%w: %s was made under other parameters", ErrMalformed, r.what)
+	}
+	r.off = headerLen
+	return r, nil
+}
+
+func (r *reader) fail(format string, a ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: %s: %s", ErrMalformed, r.what, fmt.Sprintf(format, a...))
+	}
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.b)-r.off < n {
+		r.fail("truncated at byte %d (need %d more)", r.off, n)
+		return nil
+	}
+	v := r.b[r.off : r.off+n]
+	r.off += n
+	return v
+}
+
+func (r *reader) u8() byte {
+	v := r.take(1)
+	if v == nil {
+		return 0
+	}
+	return v[0]
+}
+
+func (r *reader) u16() uint16 {
+	v := r.take(2)
+	if v == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint16(v)
+}
+
+func (r *reader) digest() [digestLen]byte {
+	var d [digestLen]byte
+	copy(d[:], r.take(digestLen))
+	return d
+}
+
+// level reads a ciphertext level and checks it against the parameters.
+func (r *reader) level(p Params) int {
+	l := int(r.u8())
+	if r.err == nil && l != p.s.level {
+		r.fail("level %d, expected %d", l, p.s.level)
+	}
+	return l
+}
+
+// fill reads the coefficients of an allocated polynomial, one row per modulus,
+// refusing any coefficient that is not reduced.
+func (r *reader) fill(p ring.Poly, moduli []uint64) {
+	if r.err != nil {
+		return
+	}
+	if len(p.Coeffs) != len(moduli) {
+		r.fail("internal: polynomial with %d rows for %d moduli", len(p.Coeffs), len(moduli))
+		return
+	}
+	for i, row := range p.Coeffs {
+		src := r.take(8 * len(row))
+		if src == nil {
+			return
+		}
+		q := moduli[i]
+		for j := range row {
+			c := binary.LittleEndian.Uint64(src[8*j:])
+			if c >= q {
+				r.fail("coefficient %d of row %d is not reduced modulo %d", j, i, q)
+				return
+			}
+			row[j] = c
+		}
+	}
+}
+
+func (r *reader) fillQP(p Params, v ringqp.Poly) {
+	q, pp := p.s.he.Q(), p.s.he.P()
+	r.fill(v.Q, q[:v.Q.Level()+1])
+	if len(pp) > 0 {
+		r.fill(v.P, pp[:v.P.Level()+1])
+	}
+}
+
+// end checks that nothing follows the message.
+func (r *reader) end() error {
+	if r.err == nil && r.off != len(r.b) {
+		r.fail("%d trailing bytes", len(r.b)-r.off)
+	}
+	return r.err
+}
+
+// Ciphertexts.
+
+type ciphertext struct {
+	kind    byte
+	ct      *rlwe.Ciphertext
+	sponsor [digestLen]byte // kindSponsorCT only: digest of the sponsor public key
+}
+
+func marshalCiphertext(p Params, c ciphertext) []byte {
+	n := p.s.he.N()
+	rows := c.ct.Level() + 1
+	w := newWriter(p, c.kind, 1+digestLen+2*polySize(n, rows))
+	w.u8(byte(c.ct.Level()))
+	if c.kind == kindSponsorCT {
+		w.raw(c.sponsor[:])
+	}
+	w.poly(c.ct.Value[0])
+	w.poly(c.ct.Value[1])
+	return w.b
+}
+
+func unmarshalCiphertext(p Params, b []byte, kind byte) (ciphertext, error) {
+	r, err := newReader(p, b, kind)
+	if err != nil {
+		return ciphertext{}, err
+	}
+	level := r.level(p)
+	c := ciphertext{kind: kind}
+	if kind == kindSponsorCT {
+		c.sponsor = r.digest()
+	}
+	if r.err != nil {
+		return ciphertext{}, r.err
+	}
+	c.ct = newCiphertext(p)
+	q := p.s.he.Q()[:level+1]
+	r.fill(c.ct.Value[0], q)
+	r.fill(c.ct.Value[1], q)
+	if err := r.end(); err != nil {
+		return ciphertext{}, err
+	}
+	return c, nil
+}
+
+// newCiphertext allocates a degree-1 ciphertext with the metadata of every
+// fresh MedX ciphertext (default scale, batched, NTT).
+func newCiphertext(p Params) *rlwe.Ciphertext {
+	return heint.NewCiphertext(p.s.he, 1, p.s.level)
+}
