@@ -1,6 +1,7 @@
 package privacy
 
 import (
+	"github.com/tuneinsight/lattigo/v5/ring"
 	"math"
 	"math/big"
 	"testing"
@@ -119,4 +120,21 @@ func TestZeroParamsRefused(t *testing.T) {
 	wantErr(t, "Add(zero Params)", err, ErrInvalidParams)
 	_, err = CollectivePublicKey(p, make([]byte, 32), [][]byte{{1}})
 	wantErr(t, "CollectivePublicKey(zero Params)", err, ErrInvalidParams)
+}
+
+func TestReduce(t *testing.T) {
+	p := mustParams(t)
+	q, _ := p.Moduli()
+	poly := ring.NewPoly(8, len(q)-1)
+	for i := range poly.Coeffs {
+		poly.Coeffs[i][0] = q[i]     // a zero sample written as q_i
+		poly.Coeffs[i][1] = q[i] + 5 // unreduced
+		poly.Coeffs[i][2] = q[i] - 1 // already reduced
+	}
+	reduce(poly, q)
+	for i := range poly.Coeffs {
+		if got := poly.Coeffs[i][:3]; got[0] != 0 || got[1] != 5 || got[2] != q[i]-1 {
+			t.Errorf("row %d: reduce = %v, want [0 5 %d]", i, got, q[i]-1)
+		}
+	}
 }

@@ -89,6 +89,23 @@ func (w *writer) poly(p ring.Poly) {
 		}
 	}
 }
+
+// reduce brings every coefficient of p into [0, q_i). lattigo v5.0.7's
+// Gaussian sampler can write a sample as q_i−x without reducing it (a zero
+// sample becomes q_i itself, notes/privacy.md pitfall 1), so key-switching
+// shares occasionally hold q_i: correct modulo q_i, but not reduced, and the
+// decoder rightly refuses unreduced coefficients.
+func reduce(p ring.Poly, moduli []uint64) {
+	for i, row := range p.Coeffs {
+		q := moduli[i]
+		for j, c := range row {
+			if c >= q {
+				row[j] = c % q
+			}
+		}
+	}
+}
+
 func (w *writer) qp(p ringqp.Poly) {
 	w.poly(p.Q)
 	w.poly(p.P)
