@@ -1,0 +1,12 @@
+package exchange
+
+import "errors"
+
+// Errors callers branch on. Ledger sentinels (ledger.ErrForbidden, ...) pass
+// through wrapped, so errors.Is works for both.
+var (
+	ErrInvalid     = errors.New("invalid input")
+	ErrNotOffered  = errors.New("no such offer for this patient")
+	ErrNoCustodian = errors.New("unknown custodian")
+	ErrRefused     = errors.New("refused by disclosure control")
+)

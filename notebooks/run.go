@@ -1,0 +1,105 @@
+package notebooks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/medx/medx/cohorts"
+	"github.com/medx/medx/privacy"
+)
+
+// Runner answers a notebook's queries as the sponsor and records the run.
+// The exchange's Go client implements it over HTTP; in one process an
+// adapter over exchange.Exchange does.
+type Runner interface {
+	// Query runs one aggregate query and returns the sponsor's decrypted,
+	// disclosure-controlled result.
+	Query(ctx context.Context, query string) (*Output, error)
+	// Record writes the run's provenance on the ledger and returns its id.
+	Record(ctx context.Context, p Provenance) (string, error)
+}
+
+// Output is one cell's released result.
+type Output struct {
+	Table      *cohorts.Table
+	QueryID    string
+	QueryHash  string
+	Disclosure privacy.Disclosure
+}
+
+// Provenance is what the ledger keeps of a run.
+type Provenance struct {
+	NotebookHash string
+	Cells        []CellProvenance
+}
+
+// CellProvenance ties one cell to its ledger query and its result.
+type CellProvenance struct {
+	Name       string
+	QueryID    string
+	QueryHash  string
+	ResultHash string
+	Error      string
+}
+
+// Result is one cell's outcome: an output or an error, shown in place.
+type Result struct {
+	Cell   *Cell
+	Output *Output
+	Err    error
+}
+
+// Run is an executed notebook.
+type Run struct {
+	Notebook *Notebook
+	Results  []Result
+	RecordID string // ledger id of the recorded run
+	Started  time.Time
+	Finished time.Time
+}
+
+// Failed counts the cells that failed.
+func (r *Run) Failed() int {
+	n := 0
+	for _, res := range r.Results {
+		if res.Err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// ErrCellsFailed is returned (wrapped) by Execute when any cell failed; the
+// run is still complete and recorded.
+var ErrCellsFailed = errors.New("notebook cells failed")
+
+// Execute runs every cell in order. A failing cell (syntax, budget,
+// licence) records its error in place and the run goes on; Execute then
+// returns the complete run together with an error wrapping ErrCellsFailed.
+func Execute(ctx context.Context, nb *Notebook, r Runner, now func() time.Time) (*Run, error) {
+	run := &Run{Notebook: nb, Started: now()}
+	prov := Provenance{NotebookHash: nb.Hash}
+	for _, c := range nb.Cells() {
+		out, err := r.Query(ctx, c.Query)
+		run.Results = append(run.Results, Result{Cell: c, Output: out, Err: err})
+		cp := CellProvenance{Name: c.Name}
+		if err != nil {
+			cp.Error = err.Error()
+		} else {
+			cp.QueryID, cp.QueryHash, cp.ResultHash = out.QueryID, out.QueryHash, out.Table.Hash()
+		}
+		prov.Cells = append(prov.Cells, cp)
+	}
+	id, err := r.Record(ctx, prov)
+	if err != nil {
+		return run, fmt.Errorf("record notebook run: %w", err)
+	}
+	run.RecordID = id
+	run.Finished = now()
+	if n := run.Failed(); n > 0 {
+		return run, fmt.Errorf("%d of %d cells: %w", n, len(run.Results), ErrCellsFailed)
+	}
+	return run, nil
+}
