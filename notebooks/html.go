@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"math"
 	"strconv"
 	"time"
 
@@ -31,7 +32,12 @@ func WriteHTML(w io.Writer, run *Run) error {
 			}
 			return template.HTML(b.String()), nil
 		},
-		"num":  func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
+		"num": func(f float64) string {
+			if f == math.Trunc(f) {
+				return strconv.FormatFloat(f, 'f', 0, 64)
+			}
+			return strconv.FormatFloat(f, 'f', 2, 64)
+		},
 		"time": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"result": func(c *Cell) *Result {
 			for i := range run.Results {

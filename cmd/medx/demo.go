@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -43,12 +44,12 @@ var demoRefDate = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 const (
 	demoCriteria = "age BETWEEN 40 AND 75 AND HAS_CONDITION('44054006')"
 	demoQuery    = "SELECT COUNT(*) AS patients, AVG(hba1c) AS mean_hba1c, AVG(bmi) AS mean_bmi, " +
-		"HISTOGRAM(sbp, 120, 140, 160) AS sbp FROM cohort GROUP BY sex"
+		"HISTOGRAM(sbp, 60, 120, 140, 160, 260) AS sbp FROM cohort GROUP BY sex"
 	demoNotebook = "# Type 2 diabetes, adults 40-75: first look\n\n" +
 		"Baseline characteristics of the licensed cohort, by sex.\n\n" +
 		"```medx name=baseline chart=bar\nSELECT COUNT(*) AS patients, AVG(age) AS mean_age, AVG(bmi) AS mean_bmi, AVG(sbp) AS mean_sbp\nFROM cohort GROUP BY sex\n```\n\n" +
 		"How well controlled is glucose? HbA1c distribution (%).\n\n" +
-		"```medx name=hba1c chart=histogram\nSELECT HISTOGRAM(hba1c, 6.5, 7, 8, 9, 10) AS hba1c FROM cohort\n```\n"
+		"```medx name=hba1c chart=histogram\nSELECT HISTOGRAM(hba1c, 3, 6.5, 7, 8, 9, 10, 20) AS hba1c FROM cohort\n```\n"
 )
 
 type demoOptions struct {
@@ -597,7 +598,7 @@ func noiseSummary(res *exchange.QueryResult) string {
 		}
 		parts = append(parts, fmt.Sprintf("%s ±%.3g", name, res.Disclosure.NoiseScales[i]))
 	}
-	return "(scale, in fixed-point units, per statistic: " + strings.Join(parts, ", ") + ")"
+	return "(Laplace scale per statistic, sums in fixed point with the column's decimals: " + strings.Join(parts, ", ") + ")"
 }
 
 func printTable(w io.Writer, t *cohorts.Table) {
@@ -609,6 +610,8 @@ func printTable(w io.Writer, t *cohorts.Table) {
 			switch {
 			case v.Suppressed:
 				cells = append(cells, "suppressed")
+			case v.Float == math.Trunc(v.Float):
+				cells = append(cells, fmt.Sprintf("%.0f", v.Float))
 			default:
 				cells = append(cells, fmt.Sprintf("%.2f", v.Float))
 			}
