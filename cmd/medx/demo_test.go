@@ -251,6 +251,59 @@ func TestStoryEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("bad input is refused and changes nothing", func(t *testing.T) {
+		pub, err := st.key.PublicKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		queriesBefore := len(mustQueries(t, s, st.request.ID))
+		before := snapshot(t, s)
+		draft := func(criteria string, scope ...string) ledger.RequestDraft {
+			return ledger.RequestDraft{Title: "x", Purpose: "y", Criteria: criteria, Scope: scope, RewardPerPatient: 1, MaxParticipants: 1, LicenceSeconds: 60}
+		}
+		for _, tc := range []struct {
+			name string
+			call func() error
+			want error
+		}{
+			{"criteria syntax", func() error {
+				_, err := s.ex.PostRequest(ctx, st.sponsor, draft("age >>> 3", cohorts.CatDemographics))
+				return err
+			}, exchange.ErrInvalid},
+			{"criteria outside scope", func() error {
+				_, err := s.ex.PostRequest(ctx, st.sponsor, draft("hba1c > 7", cohorts.CatDemographics))
+				return err
+			}, exchange.ErrInvalid},
+			{"query syntax", func() error {
+				_, err := s.ex.Query(ctx, st.sponsor, pub, st.request.ID, "SELECT hba1c FROM cohort", exchange.QueryOptions{})
+				return err
+			}, exchange.ErrInvalid},
+			{"overspend", func() error {
+				_, err := s.ex.Query(ctx, st.sponsor, pub, st.request.ID, demoQuery, exchange.QueryOptions{Epsilon: 50})
+				return err
+			}, ledger.ErrBudget},
+			{"not the sponsor", func() error {
+				_, err := s.ex.Query(ctx, st.board, pub, st.request.ID, demoQuery, exchange.QueryOptions{})
+				return err
+			}, ledger.ErrForbidden},
+			{"revoke another patient's licence", func() error {
+				other := without(st.accepted, st.revoked)[1]
+				_, err := s.client.RevokeLicence(ctx, st.revoked.StudyKey(st.request.ID), st.licences[other].ID)
+				return err
+			}, ledger.ErrForbidden},
+		} {
+			if err := tc.call(); !errors.Is(err, tc.want) {
+				t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+			}
+		}
+		if diff := cmp.Diff(before, snapshot(t, s)); diff != "" {
+			t.Errorf("refused calls changed the ledger:\n%s", diff)
+		}
+		if n := len(mustQueries(t, s, st.request.ID)); n != queriesBefore {
+			t.Errorf("refused queries left %d query records", n-queriesBefore)
+		}
+	})
+
 	t.Run("cells under the minimum are suppressed, never released", func(t *testing.T) {
 		// Few patients are over 73: some cells fall under the minimum of 10.
 		const q = "SELECT COUNT(*) AS n, AVG(hba1c) AS a1c, HISTOGRAM(bmi, 25, 30, 35, 40) AS bmi FROM cohort WHERE age > 72 GROUP BY sex"
@@ -347,6 +400,15 @@ func snapshot(t *testing.T, s *site) ledgerSnapshot {
 		snap.Licences += len(lics)
 	}
 	return snap
+}
+
+func mustQueries(t *testing.T, s *site, id ledger.RequestID) []ledger.QueryRecord {
+	t.Helper()
+	qs, err := s.client.Queries(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return qs
 }
 
 func mustRequest(t *testing.T, s *site, id ledger.RequestID) ledger.Request {
