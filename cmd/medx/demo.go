@@ -59,6 +59,7 @@ type demoOptions struct {
 	acceptShare float64
 	noise       bool
 	epsilon     float64
+	places      int64
 }
 
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -70,9 +71,13 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	fs.Float64Var(&o.acceptShare, "accept", 0.7, "share of matching patients who accept the offer")
 	fs.BoolVar(&o.noise, "noise", true, "add disclosure noise (turn off only to compare with plaintext)")
 	fs.Float64Var(&o.epsilon, "epsilon", 0.5, "privacy budget each query spends")
+	fs.Int64Var(&o.places, "places", 3000, "places in the study (maximum participants)")
 	level := fs.String("log", "warn", "log level")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if o.places < 1 {
+		return fmt.Errorf("%w: --places %d: want at least 1", errUsage, o.places)
 	}
 	if o.patients < 100 || o.patients > 5_000_000 {
 		return fmt.Errorf("%w: --patients %d: want 100 to 5000000", errUsage, o.patients)
@@ -283,6 +288,7 @@ type story struct {
 	key      *privacy.SponsorKey
 	board    ledger.Signer
 	accepted []*exchange.Patient
+	late     int // accepted after the study was full, and so refused
 	licences map[*exchange.Patient]ledger.Licence
 	revoked  *exchange.Patient
 	results  []*exchange.QueryResult // before and after the revocation
@@ -349,7 +355,7 @@ func tellStory(ctx context.Context, s *site, o demoOptions, w io.Writer) (*story
 		Criteria:         demoCriteria,
 		Scope:            []string{cohorts.CatDemographics, cohorts.CatConditions, cohorts.CatLabs, cohorts.CatVitals},
 		RewardPerPatient: 25,
-		MaxParticipants:  3000,
+		MaxParticipants:  o.places,
 		LicenceSeconds:   365 * 24 * 3600,
 	})
 	if err != nil {
@@ -399,14 +405,23 @@ func tellStory(ctx context.Context, s *site, o demoOptions, w io.Writer) (*story
 			deciders = append(deciders, p)
 		}
 	}
-	if err := acceptAll(ctx, ex, deciders, st); err != nil {
+	// Patients arrive in two waves so that, with one seed, the same
+	// patients take the places: as many as there are places, then the rest.
+	first := deciders[:min(len(deciders), int(st.request.MaxParticipants))]
+	if err := acceptAll(ctx, ex, first, st); err != nil {
+		return nil, err
+	}
+	if err := acceptAll(ctx, ex, deciders[len(first):], st); err != nil {
 		return nil, err
 	}
 	if err := checkpoint(); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(w, "  %d patients match across custodians and were notified; %d accepted, each signing the licence terms with their own per-study key; %d declined\n",
-		len(matching), len(st.accepted), len(matching)-len(st.accepted))
+		len(matching), len(st.accepted), len(matching)-len(st.accepted)-st.late)
+	if st.late > 0 {
+		fmt.Fprintf(w, "  %d more wanted to accept after all %d places were taken: the ledger refused them, nothing was paid\n", st.late, st.request.MaxParticipants)
+	}
 	sample := st.accepted[rng.IntN(len(st.accepted))]
 	lic := st.licences[sample]
 	fmt.Fprintf(w, "  e.g. patient %s of %s is %s on the ledger: licence %s until %s, paid %d MED\n",
@@ -533,20 +548,38 @@ func acceptAll(ctx context.Context, ex *exchange.Exchange, ps []*exchange.Patien
 	}()
 	go func() { wg.Wait(); close(results) }()
 	var errs []error
+	var refused []*exchange.Patient
 	for o := range results {
 		if o.err != nil {
+			refused = append(refused, o.p)
 			errs = append(errs, fmt.Errorf("patient %s: %w", o.p.RecordID, o.err))
 			continue
 		}
 		st.licences[o.p] = o.lic
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	st.accepted = ps
+	if len(errs) > 0 {
+		// Patients who came after the last place was taken are refused
+		// by the ledger (ErrState); that is the study filling up, not a
+		// failure. Anything else is.
+		r, err := ex.Ledger().Request(ctx, st.request.ID)
+		if err != nil {
+			return fmt.Errorf("request after acceptances: %w", err)
+		}
+		for _, e := range errs {
+			if !errors.Is(e, ledger.ErrState) || r.Participants < r.MaxParticipants {
+				return errors.Join(errs...)
+			}
+		}
+		st.late += len(refused)
+	}
+	for _, p := range ps {
+		if _, ok := st.licences[p]; ok {
+			st.accepted = append(st.accepted, p)
+		}
+	}
 	return nil
 }
 

@@ -21,7 +21,7 @@ func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // storyOptions is a small demo: big enough for cells above the minimum.
 func storyOptions(t *testing.T, seed uint64, noise bool) demoOptions {
-	return demoOptions{dir: t.TempDir(), seed: seed, patients: 3000, acceptShare: 0.7, noise: noise, epsilon: 0.25}
+	return demoOptions{dir: t.TempDir(), seed: seed, patients: 3000, acceptShare: 0.7, noise: noise, epsilon: 0.25, places: 3000}
 }
 
 // expected computes q in plaintext over exactly the given patients' rows,
@@ -473,6 +473,7 @@ func TestDemoRefusesBadInput(t *testing.T) {
 		"bad share":       {"demo", "--accept", "1.5"},
 		"non-empty dir":   {"demo", "--dir", nonEmpty},
 		"stray argument":  {"demo", "extra"},
+		"no places":       {"demo", "--places", "0"},
 		"audit no dir":    {"audit", "verify"},
 		"audit not medx":  {"audit", "verify", "--dir", t.TempDir()},
 	} {
@@ -511,5 +512,19 @@ func TestAuditVerifyCommand(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "verified") || !strings.Contains(out.String(), "conserved") {
 		t.Errorf("audit verify output:\n%s", out.String())
+	}
+}
+
+func TestDemoStudyFills(t *testing.T) {
+	var out, errb bytes.Buffer
+	args := []string{"demo", "--dir", t.TempDir(), "--patients", "2000", "--places", "20", "--seed", "2"}
+	if err := run(t.Context(), args, func(string) string { return "" }, &out, &errb); err != nil {
+		t.Fatalf("demo: %v\n%s", err, errb.String())
+	}
+	if !regexp.MustCompile(`\b20 accepted`).MatchString(out.String()) || !strings.Contains(out.String(), "after all 20 places were taken") {
+		t.Errorf("a full study should show 20 accepted and the late patients refused:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "licences active 19, revoked 1") {
+		t.Errorf("audit should count 19 active licences and 1 revoked:\n%s", out.String())
 	}
 }
