@@ -81,6 +81,16 @@ func (c *Client) CloseRequest(ctx context.Context, sponsor Signer, id RequestID,
 	return r, err
 }
 
+// ExpireRequest settles a pending or open request whose recruitment
+// deadline has passed, by ledger time: it becomes expired and its unspent
+// escrow is refunded to the sponsor. Any registered participant may ask
+// (ErrState before the deadline or for a request without one).
+func (c *Client) ExpireRequest(ctx context.Context, by Signer, id RequestID) (Request, error) {
+	var r Request
+	err := c.submit(ctx, by, FnExpireRequest, DecisionArgs{Request: id}, &r)
+	return r, err
+}
+
 // AcceptOffer accepts an open request's offer under a new per-study
 // pseudonym. pseudonym.ID must be PseudonymID of its key (an empty ID is
 // filled in), and an empty a.PublicKey is set to the pseudonym's key.

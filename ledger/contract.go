@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -25,6 +24,7 @@ const (
 	FnRejectRequest       = "RejectRequest"
 	FnHaltRequest         = "HaltRequest"
 	FnCloseRequest        = "CloseRequest"
+	FnExpireRequest       = "ExpireRequest"
 	FnAcceptOffer         = "AcceptOffer"
 	FnRevokeLicence       = "RevokeLicence"
 	FnAuthorizeQuery      = "AuthorizeQuery"
@@ -57,7 +57,7 @@ const (
 func InvokeFunctions() []string {
 	return []string{FnBootstrap, FnRegisterParticipant, FnMint, FnTransfer,
 		FnPostRequest, FnApproveRequest, FnRejectRequest, FnHaltRequest, FnCloseRequest,
-		FnAcceptOffer, FnRevokeLicence, FnAuthorizeQuery, FnCompleteQuery,
+		FnExpireRequest, FnAcceptOffer, FnRevokeLicence, FnAuthorizeQuery, FnCompleteQuery,
 		FnRecordNotebookRun, FnRegisterDataset}
 }
 
@@ -77,6 +77,7 @@ const (
 	EventRequestRejected       = "request_rejected"
 	EventRequestHalted         = "request_halted"
 	EventRequestClosed         = "request_closed"
+	EventRequestExpired        = "request_expired"
 	EventLicenceGranted        = "licence_granted"
 	EventLicenceRevoked        = "licence_revoked"
 	EventQueryAuthorized       = "query_authorized"
@@ -100,8 +101,10 @@ type EventPayload struct {
 	Dataset     DatasetID     `json:"dataset,omitempty"`
 	Amount      Amount        `json:"amount,omitempty"`
 	Licences    int64         `json:"licences,omitempty"`
-	Epsilon     Epsilon       `json:"epsilon,omitempty"`
-	Status      string        `json:"status,omitempty"`
+	// LicencesDigest is the query's LicencesDigest (query events).
+	LicencesDigest string  `json:"licencesDigest,omitempty"`
+	Epsilon        Epsilon `json:"epsilon,omitempty"`
+	Status         string  `json:"status,omitempty"`
 }
 
 // Payloads of the state-changing functions that have no record type of
@@ -136,7 +139,7 @@ type (
 		Request RequestID `json:"request"`
 		ApprovalTerms
 	}
-	// DecisionArgs rejects, halts or closes a request.
+	// DecisionArgs rejects, halts, closes or expires a request.
 	DecisionArgs struct {
 		Request RequestID `json:"request"`
 		Reason  string    `json:"reason,omitempty"`
@@ -226,6 +229,8 @@ func invokeHandler(fn string) func(*call) ([]byte, *Event, error) {
 		return (*call).haltRequest
 	case FnCloseRequest:
 		return (*call).closeRequest
+	case FnExpireRequest:
+		return (*call).expireRequest
 	case FnAcceptOffer:
 		return (*call).acceptOffer
 	case FnRevokeLicence:
@@ -251,6 +256,8 @@ type call struct {
 	act    Action
 	actor  Participant // the registered actor; zero for Bootstrap and AcceptOffer
 	writes []write
+	// acceptance is AcceptOffer's payload, decoded by authenticate.
+	acceptance *Acceptance
 }
 
 type write struct {
@@ -300,10 +307,11 @@ func (c *call) authenticate(fn string, args [][]byte) error {
 		}
 		pub = p.PublicKey
 	case FnAcceptOffer:
-		var p Acceptance
-		if err := decodeStrict(a.Payload, &p); err != nil {
+		p := new(Acceptance)
+		if err := decodeStrict(a.Payload, p); err != nil {
 			return fmt.Errorf("%s: decode payload: %w", fn, err)
 		}
+		c.acceptance = p // decoded once
 		if len(p.PublicKey) != ed25519.PublicKeySize {
 			return fmt.Errorf("%s: pseudonym key must be %d bytes: %w", fn, ed25519.PublicKeySize, ErrInvalid)
 		}
@@ -325,8 +333,8 @@ func (c *call) authenticate(fn string, args [][]byte) error {
 	if len(pub) != ed25519.PublicKeySize {
 		return fmt.Errorf("%s: public key must be %d bytes: %w", fn, ed25519.PublicKeySize, ErrInvalid)
 	}
-	if err := a.Verify(pub); err != nil {
-		return err
+	if !c.tx.verifySig(pub, a.SigningBytes(), a.Sig) {
+		return fmt.Errorf("action %s by %s: %w", a.Fn, a.Actor, ErrBadSignature)
 	}
 	used, err := c.st.Get(key(pNonce, string(a.Actor), a.Nonce))
 	if err != nil {
@@ -389,7 +397,7 @@ func decodeStrict(b []byte, v any) error {
 	if err := d.Decode(v); err != nil {
 		return fmt.Errorf("%v: %w", err, ErrInvalid)
 	}
-	if _, err := d.Token(); err != io.EOF {
+	if len(bytes.TrimLeft(b[d.InputOffset():], " \t\r\n")) != 0 {
 		return fmt.Errorf("trailing data after JSON value: %w", ErrInvalid)
 	}
 	return nil

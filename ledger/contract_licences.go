@@ -11,10 +11,7 @@ import (
 // out of the request's escrow. The action's signature was checked against
 // the pseudonym key in the payload by authenticate.
 func (c *call) acceptOffer() ([]byte, *Event, error) {
-	var a Acceptance
-	if err := c.payload(&a); err != nil {
-		return nil, nil, err
-	}
+	a := *c.acceptance // decoded and checked by authenticate
 	pn := c.act.Actor
 	pub := ed25519.PublicKey(a.PublicKey)
 	// One key per study: the pseudonym's first action is its acceptance.
@@ -29,6 +26,9 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 		return nil, nil, err
 	}
 	if err := checkStatus(r, "accept", StatusOpen); err != nil {
+		return nil, nil, err
+	}
+	if err := c.beforeDeadline(r, "accept"); err != nil {
 		return nil, nil, err
 	}
 	t := a.Terms
@@ -94,7 +94,7 @@ func (c *call) checkCertificate(cert Certificate, req RequestID, pub ed25519.Pub
 	if cust.Role != RoleCustodian {
 		return fmt.Errorf("accept: certificate by %s, a %s, not a custodian: %w", cust.ID, cust.Role, ErrBadSignature)
 	}
-	if len(cust.PublicKey) != ed25519.PublicKeySize || !ed25519.Verify(cust.PublicKey, CertificateBytes(req, pub), cert.Signature) {
+	if len(cust.PublicKey) != ed25519.PublicKeySize || !c.tx.verifySig(cust.PublicKey, CertificateBytes(req, pub), cert.Signature) {
 		return fmt.Errorf("accept: certificate of %s for request %s does not verify: %w", cust.ID, req, ErrBadSignature)
 	}
 	return nil

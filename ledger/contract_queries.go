@@ -52,6 +52,9 @@ func (c *call) authorizeQuery() ([]byte, *Event, error) {
 	if err := checkStatus(r, "authorize query", StatusOpen); err != nil {
 		return nil, nil, err
 	}
+	if err := c.beforeDeadline(r, "authorize query on"); err != nil {
+		return nil, nil, err
+	}
 	if r.Approval == nil {
 		return nil, nil, fmt.Errorf("authorize query on %s: open without approval: %w", r.ID, ErrState)
 	}
@@ -106,7 +109,7 @@ func (c *call) authorizeQuery() ([]byte, *Event, error) {
 		c.put(key(pLicenceQuery, string(ref.Licence), string(id)), []byte(r.ID))
 	}
 	return encodeResult(QueryAuthorization{Query: rec, Licences: refs}, EventQueryAuthorized, EventPayload{
-		Request: r.ID, Sponsor: r.Sponsor, Query: id, Licences: rec.Licences, Epsilon: q.Epsilon,
+		Request: r.ID, Sponsor: r.Sponsor, Query: id, Licences: rec.Licences, LicencesDigest: rec.LicencesDigest, Epsilon: q.Epsilon,
 	})
 }
 
@@ -160,7 +163,9 @@ func (c *call) completeQuery() ([]byte, *Event, error) {
 	if err := c.putJSON(key(pQuery, string(q.Request), string(q.ID)), q); err != nil {
 		return nil, nil, err
 	}
-	return encodeResult(q, EventQueryCompleted, EventPayload{Request: q.Request, Sponsor: q.Sponsor, Query: q.ID, Licences: q.Licences, Status: string(status)})
+	return encodeResult(q, EventQueryCompleted, EventPayload{
+		Request: q.Request, Sponsor: q.Sponsor, Query: q.ID, Licences: q.Licences, LicencesDigest: q.LicencesDigest, Epsilon: q.EpsilonCharged, Status: string(status),
+	})
 }
 
 // recordNotebookRun records a notebook run: each cell's query, when named,

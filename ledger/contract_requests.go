@@ -3,6 +3,7 @@ package ledger
 import (
 	"fmt"
 	"math"
+	"time"
 )
 
 // postRequest records a sponsor's cohort request and moves its budget
@@ -15,7 +16,7 @@ func (c *call) postRequest() ([]byte, *Event, error) {
 	if err := c.payload(&d); err != nil {
 		return nil, nil, err
 	}
-	budget, err := checkDraft(d)
+	budget, err := checkDraft(d, c.ts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("post request: %w", err)
 	}
@@ -29,6 +30,9 @@ func (c *call) postRequest() ([]byte, *Event, error) {
 	id := RequestID(deriveID(idPrefixReq, c.tx.TxID))
 	if _, err := getRequest(c.st, id); !isNotFound(err) {
 		return nil, nil, fmt.Errorf("post request %s: %w", id, orExists(err))
+	}
+	if !d.RecruitUntil.IsZero() {
+		d.RecruitUntil = d.RecruitUntil.UTC()
 	}
 	r := Request{
 		ID:           id,
@@ -46,8 +50,12 @@ func (c *call) postRequest() ([]byte, *Event, error) {
 	return encodeResult(r, EventRequestPosted, EventPayload{Request: id, Sponsor: r.Sponsor, Amount: budget, Status: string(r.Status)})
 }
 
-// checkDraft validates a request draft and returns its budget.
-func checkDraft(d RequestDraft) (Amount, error) {
+// maxRecruitAhead bounds a recruitment deadline.
+const maxRecruitAhead = 100 * 365 * 24 * time.Hour
+
+// checkDraft validates a request draft posted at ledger time now and
+// returns its budget.
+func checkDraft(d RequestDraft, now time.Time) (Amount, error) {
 	if err := checkText("title", d.Title, true, maxTitle); err != nil {
 		return 0, err
 	}
@@ -68,6 +76,10 @@ func checkDraft(d RequestDraft) (Amount, error) {
 	}
 	if d.LicenceSeconds <= 0 || d.LicenceSeconds > maxLicenceSeconds {
 		return 0, fmt.Errorf("licence seconds %d must be in 1..%d: %w", d.LicenceSeconds, maxLicenceSeconds, ErrInvalid)
+	}
+	if !d.RecruitUntil.IsZero() && (!d.RecruitUntil.After(now) || d.RecruitUntil.Sub(now) > maxRecruitAhead) {
+		return 0, fmt.Errorf("recruitment deadline %s must be after the posting time %s and within 100 years: %w",
+			d.RecruitUntil.UTC().Format(time.RFC3339), now.Format(time.RFC3339), ErrInvalid)
 	}
 	if d.MaxParticipants > math.MaxInt64/int64(d.RewardPerPatient) {
 		return 0, fmt.Errorf("budget %d x %d overflows: %w", d.RewardPerPatient, d.MaxParticipants, ErrInvalid)
@@ -95,6 +107,9 @@ func (c *call) approveRequest() ([]byte, *Event, error) {
 	}
 	r, err := c.requestIn(a.Request, "approve", StatusPending)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.beforeDeadline(r, "approve"); err != nil {
 		return nil, nil, err
 	}
 	r.Status = StatusOpen
@@ -130,6 +145,23 @@ func (c *call) closeRequest() ([]byte, *Event, error) {
 	return c.decide("close", StatusClosed, EventRequestClosed, StatusPending, StatusOpen)
 }
 
+// expireRequest settles a pending or open request whose deadline has
+// passed: it becomes expired and its unspent escrow goes back to the
+// sponsor. Anyone registered may trigger it; the outcome depends only on
+// the ledger time, not on who asks.
+func (c *call) expireRequest() ([]byte, *Event, error) {
+	return c.decide("expire", StatusExpired, EventRequestExpired, StatusPending, StatusOpen)
+}
+
+// beforeDeadline refuses a request whose deadline has passed at the
+// transaction's time.
+func (c *call) beforeDeadline(r Request, verb string) error {
+	if r.PastDeadline(c.ts) {
+		return fmt.Errorf("%s %s: recruitment deadline %s has passed: %w", verb, r.ID, r.RecruitUntil.Format(time.RFC3339), ErrState)
+	}
+	return nil
+}
+
 // decide moves a request from one of the from states to `to`, records the
 // decision and refunds the escrow left to the sponsor.
 func (c *call) decide(verb string, to RequestStatus, evName string, from ...RequestStatus) ([]byte, *Event, error) {
@@ -149,6 +181,12 @@ func (c *call) decide(verb string, to RequestStatus, evName string, from ...Requ
 	}
 	if err := checkStatus(r, verb, from...); err != nil {
 		return nil, nil, err
+	}
+	if to == StatusExpired && !r.PastDeadline(c.ts) {
+		if r.RecruitUntil.IsZero() {
+			return nil, nil, fmt.Errorf("expire %s: the request has no deadline: %w", r.ID, ErrState)
+		}
+		return nil, nil, fmt.Errorf("expire %s: deadline %s not reached: %w", r.ID, r.RecruitUntil.Format(time.RFC3339), ErrState)
 	}
 	refund := r.Escrow
 	bal, err := getBalance(c.st, r.Sponsor)

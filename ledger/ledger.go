@@ -32,6 +32,10 @@ type TxContext struct {
 	// organisation on Fabric, the node on the embedded ledger). Actors
 	// sign their own actions; the submitter is not an actor.
 	Submitter string
+	// Sigs, if set, checks signatures instead of ed25519.Verify: a backend
+	// that verified them ahead passes a SigCache. It must answer exactly
+	// as ed25519.Verify would.
+	Sigs SigChecker
 }
 
 // State is the contract's view of the world state: a sorted key-value store.

@@ -227,6 +227,21 @@ func (w *world) getRequest(id ledger.RequestID) (ledger.Request, bool) {
 	return r, json.Unmarshal(res, &r) == nil
 }
 
+// deadlineRequest returns a random pending or open request that has a
+// deadline.
+func (w *world) deadlineRequest() (ledger.Request, bool) {
+	var rs []ledger.Request
+	for _, id := range w.requests {
+		if r, ok := w.getRequest(id); ok && !r.RecruitUntil.IsZero() && (r.Status == ledger.StatusPending || r.Status == ledger.StatusOpen) {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) == 0 {
+		return ledger.Request{}, false
+	}
+	return pick(w, rs), true
+}
+
 // randomStep performs one random operation.
 func (w *world) randomStep() {
 	switch w.rng.IntN(12) {
@@ -245,6 +260,10 @@ func (w *world) randomStep() {
 		}
 		if w.chance(0.1) {
 			d.Scope = []string{"labs", "labs"}
+		}
+		if w.chance(0.4) {
+			// Mostly ahead, sometimes (invalidly) behind the ledger time.
+			d.RecruitUntil = w.now.Add(time.Duration(w.rng.IntN(30*86400)-2*86400) * time.Second)
 		}
 		by := pick(w, w.sponsors)
 		if w.chance(0.1) {
@@ -265,7 +284,16 @@ func (w *world) randomStep() {
 	case 4:
 		id := w.anyRequest()
 		r, _ := w.getRequest(id)
-		switch w.rng.IntN(3) {
+		switch w.rng.IntN(4) {
+		case 3:
+			// Mostly a live request with a deadline, often past it by now.
+			if r, ok := w.deadlineRequest(); ok && w.chance(0.8) {
+				id = r.ID
+				if w.now.Before(r.RecruitUntil) && w.chance(0.6) {
+					w.now = r.RecruitUntil
+				}
+			}
+			w.call("expire", w.anyone(), ledger.FnExpireRequest, ledger.DecisionArgs{Request: id})
 		case 0:
 			w.call("reject", w.board, ledger.FnRejectRequest, ledger.DecisionArgs{Request: id})
 		case 1:
@@ -363,7 +391,7 @@ func (w *world) acceptStep() {
 func TestContractProperties(t *testing.T) {
 	steps := 2000
 	if testing.Short() {
-		steps = 400
+		steps = 800
 	}
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
@@ -372,7 +400,7 @@ func TestContractProperties(t *testing.T) {
 				w.randomStep()
 			}
 			// The run must have exercised both outcomes of the main operations.
-			for _, kind := range []string{"mint", "transfer", "post", "approve", "accept", "revoke", "authorize", "close"} {
+			for _, kind := range []string{"mint", "transfer", "post", "approve", "accept", "revoke", "authorize", "close", "expire"} {
 				if w.ok[kind] == 0 || w.failed[kind] == 0 {
 					t.Errorf("%s: %d succeeded, %d failed; want both", kind, w.ok[kind], w.failed[kind])
 				}

@@ -65,7 +65,15 @@ const (
 	StatusRejected RequestStatus = "rejected"
 	StatusClosed   RequestStatus = "closed" // closed by the sponsor
 	StatusHalted   RequestStatus = "halted" // halted by an ethics board
+	// StatusExpired: its recruitment deadline passed and ExpireRequest
+	// refunded the unspent escrow.
+	StatusExpired RequestStatus = "expired"
 )
+
+// RequestStatuses returns every request status, in life-cycle order.
+func RequestStatuses() []RequestStatus {
+	return []RequestStatus{StatusPending, StatusOpen, StatusRejected, StatusClosed, StatusHalted, StatusExpired}
+}
 
 // RequestDraft is what a sponsor posts.
 type RequestDraft struct {
@@ -76,6 +84,17 @@ type RequestDraft struct {
 	RewardPerPatient Amount   `json:"rewardPerPatient"`
 	MaxParticipants  int64    `json:"maxParticipants"`
 	LicenceSeconds   int64    `json:"licenceSeconds"` // licence length
+	// RecruitUntil, when set, is the request's deadline (stored in UTC).
+	// From then on, by ledger time, the request accepts no licence and
+	// authorises no query, and anyone registered may settle it with
+	// ExpireRequest, which refunds the unspent escrow. Zero: no deadline.
+	RecruitUntil time.Time `json:"recruitUntil,omitzero"`
+}
+
+// PastDeadline reports whether ledger time t is at or after the request's
+// deadline; a request without one never is.
+func (d RequestDraft) PastDeadline(t time.Time) bool {
+	return !d.RecruitUntil.IsZero() && !t.Before(d.RecruitUntil)
 }
 
 // Request is a cohort request as the ledger holds it.
@@ -89,7 +108,18 @@ type Request struct {
 	Posted       time.Time     `json:"posted"`
 	Participants int64         `json:"participants"` // licences granted so far
 	Approval     *Approval     `json:"approval,omitempty"`
-	Decision     *Decision     `json:"decision,omitempty"` // rejection, halt or close
+	Decision     *Decision     `json:"decision,omitempty"` // rejection, halt, close or expiry
+}
+
+// StatusAt is the status the contract gives the request at ledger time t:
+// a pending or open request past its deadline counts as expired (it
+// accepts no licence and authorises no query) even before ExpireRequest
+// records it and refunds its escrow.
+func (r Request) StatusAt(t time.Time) RequestStatus {
+	if (r.Status == StatusPending || r.Status == StatusOpen) && r.PastDeadline(t) {
+		return StatusExpired
+	}
+	return r.Status
 }
 
 // ApprovalTerms are the disclosure limits an ethics board sets.
@@ -107,7 +137,7 @@ type Approval struct {
 	EpsilonSpent Epsilon       `json:"epsilonSpent"`
 }
 
-// Decision records a rejection, halt or close.
+// Decision records a rejection, halt, close or expiry.
 type Decision struct {
 	By     ParticipantID `json:"by"`
 	At     time.Time     `json:"at"`

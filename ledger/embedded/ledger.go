@@ -1,19 +1,29 @@
 // Package embedded is MedX's single-node ledger backend: it runs the
 // ledger.Contract in-process over bbolt. Transactions are group-committed:
-// everything queued when the committer is free becomes one block, one bbolt
-// transaction and one fsync. Blocks are hash-linked, carry a Merkle root of
-// their transactions and are signed by the node key; state values carry a
-// MAC under the node key. Verify replays the whole history through the
-// contract and compares the result with the stored state.
+// everything queued when the committer is free becomes one block and one
+// durable bbolt commit; their signatures are verified beforehand, on
+// the submitters' goroutines. Blocks are hash-linked, carry a Merkle root
+// of their transactions and are signed by the node key; state values carry
+// a MAC under the node key. Open walks the file's pages before trusting
+// bbolt with them and checks the last blocks.
+//
+// Verify replays the whole history through the contract and compares the
+// result with the stored state; VerifyFile does the same for a bare copy
+// of the file, with no key or other state, and names the first bad block.
+// Events streams committed blocks from any height, for subscribers that
+// resume; Trail and TrailFile export the audit trail.
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -67,6 +77,8 @@ type Ledger struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	keys sync.Map // ParticipantID -> ed25519.PublicKey, for verifying ahead
+
 	mu   sync.Mutex
 	head head
 	subs map[*subscriber]struct{}
@@ -89,6 +101,7 @@ type pending struct {
 	ctx  context.Context
 	fn   string
 	args [][]byte
+	sigs verifiedSigs // verified on the submitter's goroutine
 	resp chan outcome // buffered: the committer never blocks on it
 }
 
@@ -117,6 +130,9 @@ type TxEvent struct {
 	TxID  string
 	Fn    string
 	Event *ledger.Event // nil if the transaction emitted none
+	// Licences are the licences an authorised query may use (from the
+	// AuthorizeQuery result), so that their patients can be told.
+	Licences []ledger.LicenceRef
 }
 
 // Open opens (creating if needed) the ledger file at path for the node
@@ -135,8 +151,18 @@ func Open(path string, nodeKey ed25519.PrivateKey, opts Options) (*Ledger, error
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := openBolt(path, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	// Walk the file's pages before bbolt follows them: a damaged file is
+	// refused here rather than crashing or misleading the node later.
+	soft, err := checkPages(path)
+	if err == nil && len(soft) > 0 {
+		err = structuref("%s", soft[0])
+	}
+	if err != nil {
+		db.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
 	l := &Ledger{
@@ -152,7 +178,7 @@ func Open(path string, nodeKey ed25519.PrivateKey, opts Options) (*Ledger, error
 		done:     make(chan struct{}),
 		subs:     make(map[*subscriber]struct{}),
 	}
-	if err := l.init(); err != nil {
+	if err := safely(l.init); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
@@ -251,12 +277,14 @@ func (l *Ledger) Submit(ctx context.Context, fn string, args ...[]byte) ([]byte,
 
 // SubmitTx is Submit that also returns the transaction id and block height.
 func (l *Ledger) SubmitTx(ctx context.Context, fn string, args ...[]byte) (Receipt, error) {
-	p := &pending{ctx: ctx, fn: fn, args: args, resp: make(chan outcome, 1)}
 	select {
 	case <-l.closing:
 		return Receipt{}, fmt.Errorf("submit %s: %w", fn, ErrClosed)
 	default:
 	}
+	// Signatures are verified here, on the caller's goroutine and so in
+	// parallel across callers, and the single committer trusts the result.
+	p := &pending{ctx: ctx, fn: fn, args: args, sigs: l.preverify(fn, args), resp: make(chan outcome, 1)}
 	select {
 	case l.queue <- p:
 	case <-l.closing:
@@ -364,7 +392,14 @@ func (l *Ledger) Close() error {
 		for s := range subs {
 			s.stop()
 		}
-		if err := l.db.Close(); err != nil {
+		// One empty commit, so that both bbolt meta pages describe the
+		// same data: if one is later damaged, bbolt falls back to an
+		// identical copy instead of to the state before the last block.
+		err := safely(func() error { return l.db.Update(func(*bolt.Tx) error { return nil }) })
+		if cerr := l.db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			l.closeErr = fmt.Errorf("close ledger: %w", err)
 		}
 	})
@@ -421,6 +456,10 @@ func (l *Ledger) commit(batch []*pending) {
 	errEmpty := errors.New("no transaction succeeded")
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		st := boltState{b: tx.Bucket([]byte(bucketState)), mac: l.mac}
+		// Each transaction writes into its own overlay, merged into the
+		// block's on success; the block's writes reach bbolt once, in key
+		// order (a key written by many transactions, once).
+		blockWrites := newOverlay(st)
 		for i, p := range batch {
 			if err := p.ctx.Err(); err != nil {
 				out[i].err = fmt.Errorf("submit %s: not run: %w", p.fn, err)
@@ -431,8 +470,8 @@ func (l *Ledger) commit(batch []*pending) {
 				out[i].err = fmt.Errorf("submit %s: %w", p.fn, err)
 				continue
 			}
-			ov := newOverlay(st)
-			res, ev, err := l.invoke(ledger.TxContext{TxID: id, Timestamp: b.Time, Submitter: l.submitter()}, ov, p.fn, p.args)
+			ov := newOverlay(blockWrites)
+			res, ev, err := l.invoke(ledger.TxContext{TxID: id, Timestamp: b.Time, Submitter: l.submitter(), Sigs: p.sigs}, ov, p.fn, p.args)
 			if err != nil {
 				out[i].err = fmt.Errorf("tx %s: %w", id, err)
 				continue
@@ -446,6 +485,9 @@ func (l *Ledger) commit(batch []*pending) {
 		}
 		if len(b.Txs) == 0 {
 			return errEmpty
+		}
+		if err := blockWrites.flush(); err != nil {
+			return err
 		}
 		if err := b.sign(l.key); err != nil {
 			return err
@@ -476,6 +518,78 @@ func (l *Ledger) commit(batch []*pending) {
 	if len(committed) > 0 {
 		l.publish(b)
 	}
+}
+
+// preverify verifies ahead the signatures an invocation will check.
+func (l *Ledger) preverify(fn string, args [][]byte) verifiedSigs {
+	var ok verifiedSigs
+	for _, s := range l.contract.Signatures(fn, args, l.keyOf) {
+		if ed25519.Verify(s.PublicKey, s.Message, s.Sig) {
+			ok = append(ok, s)
+		}
+	}
+	return ok
+}
+
+// keyOf returns a registered participant's key, from a cache filled from
+// the committed state (keys never change once registered), or nil.
+func (l *Ledger) keyOf(id ledger.ParticipantID) ed25519.PublicKey {
+	if k, ok := l.keys.Load(id); ok {
+		return k.(ed25519.PublicKey)
+	}
+	arg, err := json.Marshal(id)
+	if err != nil {
+		return nil
+	}
+	var p ledger.Participant
+	err = l.db.View(func(tx *bolt.Tx) error {
+		st := boltState{b: tx.Bucket([]byte(bucketState)), mac: l.mac}
+		res, err := l.query(ledger.TxContext{}, st, ledger.FnGetParticipant, [][]byte{arg})
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(res, &p)
+	})
+	if err != nil || len(p.PublicKey) != ed25519.PublicKeySize {
+		return nil
+	}
+	l.keys.Store(id, ed25519.PublicKey(p.PublicKey))
+	return p.PublicKey
+}
+
+// verifiedSigs are signatures found valid ahead; any other is verified.
+type verifiedSigs []ledger.Signature
+
+func (v verifiedSigs) Verify(pub ed25519.PublicKey, msg, sig []byte) bool {
+	for _, s := range v {
+		if bytes.Equal(s.Sig, sig) && bytes.Equal(s.PublicKey, pub) && bytes.Equal(s.Message, msg) {
+			return true
+		}
+	}
+	return ed25519.Verify(pub, msg, sig)
+}
+
+// openBolt is bolt.Open that turns a panic or memory fault on a damaged
+// file into an error.
+func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	err = safely(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, opts)
+		return err
+	})
+	return db, err
+}
+
+// safely runs f, turning a panic (or a memory fault reading a mapped,
+// damaged file) into an error wrapping ErrCorrupt.
+func safely(f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading the ledger file failed (%v): %w", r, ErrCorrupt)
+		}
+	}()
+	return f()
 }
 
 // invoke runs the contract, turning a panic into an error so that one bad

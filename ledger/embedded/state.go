@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"sort"
+	"sync"
 
 	"github.com/medx/medx/ledger"
 	bolt "go.etcd.io/bbolt"
@@ -18,19 +20,27 @@ import (
 const macSize = 16
 
 // stateMAC authenticates state values.
-type stateMAC struct{ key []byte }
+type stateMAC struct {
+	key []byte
+	hs  *sync.Pool // of HMAC states keyed with key, reused across calls
+}
 
 func newStateMAC(seed []byte) stateMAC {
 	sum := sha256.Sum256(append([]byte("medx/embedded/state-mac/v1"), seed...))
-	return stateMAC{key: sum[:]}
+	key := sum[:]
+	return stateMAC{key: key, hs: &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
 }
 
 func (m stateMAC) sum(k string, v []byte) []byte {
-	h := hmac.New(sha256.New, m.key)
+	h := m.hs.Get().(hash.Hash)
+	h.Reset()
 	h.Write([]byte(k))
 	h.Write([]byte{0})
 	h.Write(v)
-	return h.Sum(nil)[:macSize]
+	var out [sha256.Size]byte
+	sum := h.Sum(out[:0])
+	m.hs.Put(h)
+	return sum[:macSize]
 }
 
 // seal returns the stored form of v.

@@ -2,12 +2,17 @@ package embedded
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/medx/medx/ledger"
 	bolt "go.etcd.io/bbolt"
@@ -271,4 +276,189 @@ func TestDetectsFlippedBytes(t *testing.T) {
 			t.Errorf("a failed transaction appended a block")
 		}
 	})
+}
+
+// content is what a ledger file says: every bucket's keys and values in
+// order. logical leaves out the state values' MACs (which only the node
+// key can check); full keeps them.
+type content struct{ logical, full []byte }
+
+// readContent reads a ledger file's content read-only, refusing (as the
+// ledger does) a file whose page structure is damaged.
+func readContent(path string) (content, error) {
+	if soft, err := checkPages(path); err != nil || len(soft) > 0 {
+		return content{}, fmt.Errorf("page structure: %v %v", err, soft)
+	}
+	db, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return content{}, err
+	}
+	defer db.Close()
+	var c content
+	err = safely(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+				c.logical = fmt.Appendf(c.logical, "bucket %q\n", name)
+				c.full = fmt.Appendf(c.full, "bucket %q\n", name)
+				return b.ForEach(func(k, v []byte) error {
+					c.full = fmt.Appendf(c.full, "%q=%q\n", k, v)
+					if string(name) == bucketState && len(v) >= macSize {
+						v = v[macSize:]
+					}
+					c.logical = fmt.Appendf(c.logical, "%q=%q\n", k, v)
+					return nil
+				})
+			})
+		})
+	})
+	return c, err
+}
+
+// region is where a block's key or value lies in the file.
+type region struct {
+	height     uint64
+	start, end int
+}
+
+// blockRegions returns where each block's key and value lie in the file,
+// as bbolt reads them (the live copies, not stale ones in free pages).
+func blockRegions(t *testing.T, path string) []region {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	base := db.Info().Data
+	var rs []region
+	err = db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketBlocks)).ForEach(func(k, v []byte) error {
+			h := binary.BigEndian.Uint64(k)
+			for _, s := range [][]byte{k, v} {
+				off := int(uintptr(unsafe.Pointer(&s[0])) - base)
+				rs = append(rs, region{height: h, start: off, end: off + len(s)})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// TestTamperFlips flips one bit at a time at hundreds of positions of a
+// closed ledger file: spread over the whole file, and inside every block's
+// key and value. Each time, either VerifyFile fails, or the file still
+// says exactly what it said (a flip in a free page, or in a meta page that
+// bbolt replaces with its twin); and then the node's own Open and Verify,
+// which also check the state MACs, fail unless even the MACs are intact.
+// A flip inside a block makes VerifyFile name that block.
+func TestTamperFlips(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	l, s := newStory(t, path)
+	// Blocks of many transactions too.
+	r := s.w.openStudy(t, 100)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.w.accept(t.Context(), r, i); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	height := l.Height()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := readContent(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regions := blockRegions(t, path)
+	if len(regions) != 2*int(height) {
+		t.Fatalf("found %d block regions for %d blocks", len(regions), height)
+	}
+
+	spread := 200
+	if testing.Short() {
+		spread = 60
+	}
+	var positions []int
+	for i := range spread {
+		step := len(orig) / spread
+		positions = append(positions, i*step+(i*7919)%step)
+	}
+	for i, rg := range regions {
+		positions = append(positions, rg.start+(i*131)%(rg.end-rg.start))
+	}
+
+	dir := t.TempDir()
+	var caught, nodeCaught, benign int
+	for i, pos := range positions {
+		raw := bytes.Clone(orig)
+		raw[pos] ^= 1 << (i % 8)
+		p := filepath.Join(dir, fmt.Sprintf("flip-%d.db", i))
+		if err := os.WriteFile(p, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, readErr := readContent(p)
+		rep, err := VerifyFile(t.Context(), p)
+		inBlock := uint64(0)
+		for _, rg := range regions {
+			if pos >= rg.start && pos < rg.end {
+				inBlock = rg.height
+			}
+		}
+		switch {
+		case err == nil && (!rep.OK() || readErr != nil || !bytes.Equal(got.logical, want.logical)):
+			t.Errorf("flip at %d (block %d): VerifyFile passed (%+v) but the file says something else (%v)", pos, inBlock, rep.Problems, readErr)
+		case err != nil && inBlock != 0 && (rep.FirstBadBlock == nil || *rep.FirstBadBlock != inBlock):
+			t.Errorf("flip at %d inside block %d: VerifyFile names block %s (problems %.300q)", pos, inBlock, fmtBlock(rep.FirstBadBlock), rep.Problems)
+		case err == nil && inBlock != 0:
+			t.Errorf("flip at %d inside block %d: VerifyFile passed", pos, inBlock)
+		case err != nil:
+			var ae *AuditError
+			if !errors.As(err, &ae) {
+				t.Errorf("flip at %d: VerifyFile error %v is not an *AuditError", pos, err)
+			}
+			caught++
+		}
+
+		// The node, with its key, also checks the MACs.
+		if err := os.WriteFile(p, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		nl, err := Open(p, testKey("node"), Options{Clock: s.clock.Now})
+		if err != nil {
+			nodeCaught++
+			continue
+		}
+		nrep, err := nl.Verify(t.Context())
+		nl.Close()
+		switch {
+		case err != nil || !nrep.OK():
+			nodeCaught++
+		case readErr != nil || !bytes.Equal(got.full, want.full):
+			t.Errorf("flip at %d (block %d): Open and Verify passed but the file says something else (%v)", pos, inBlock, readErr)
+		default:
+			benign++
+		}
+	}
+	t.Logf("%d flips in a %d-byte file of %d blocks: VerifyFile caught %d, the node caught %d, %d changed nothing",
+		len(positions), len(orig), height, caught, nodeCaught, benign)
+}
+
+func fmtBlock(h *uint64) string {
+	if h == nil {
+		return "none"
+	}
+	return fmt.Sprint(*h)
 }

@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T, clock func() time.Time) ledger.Ba
 		{"Tokens", testTokens},
 		{"RequestLifecycle", testRequestLifecycle},
 		{"RequestRefunds", testRequestRefunds},
+		{"RequestExpiry", testRequestExpiry},
 		{"AcceptOffer", testAcceptOffer},
 		{"AcceptOfferRefusals", testAcceptOfferRefusals},
 		{"Revoke", testRevoke},
