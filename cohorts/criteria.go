@@ -140,7 +140,17 @@ type cmpExpr struct {
 	col column
 	op  string // = != < <= > >=
 	num float64
-	str string // sex literal, "F" or "M"
+	str string // categorical columns: the value's declared spelling
+}
+
+// inExpr is col [NOT] IN (values...): numbers for a numeric column, values
+// of the declared domain for a categorical one. NULL is in no list, and
+// (SQL) NULL NOT IN (...) is unknown too.
+type inExpr struct {
+	col  column
+	nums []float64
+	strs []string
+	not  bool
 }
 
 // betweenExpr is col [NOT] BETWEEN lo AND hi, bounds included.
@@ -168,13 +178,14 @@ func (*cmpExpr) prec() int     { return precAtom }
 func (*betweenExpr) prec() int { return precAtom }
 func (*nullExpr) prec() int    { return precAtom }
 func (*hasExpr) prec() int     { return precAtom }
+func (*inExpr) prec() int      { return precAtom }
 
 func (e *cmpExpr) write(b *strings.Builder, _ int) {
 	b.WriteString(e.col.name)
 	b.WriteByte(' ')
 	b.WriteString(e.op)
 	b.WriteByte(' ')
-	if e.col.kind == kindSex {
+	if e.col.kind == kindCat {
 		b.WriteString(quoteSQL(e.str))
 	} else {
 		b.WriteString(formatNum(e.num))
@@ -190,6 +201,27 @@ func (e *betweenExpr) write(b *strings.Builder, _ int) {
 	b.WriteString(formatNum(e.lo))
 	b.WriteString(" AND ")
 	b.WriteString(formatNum(e.hi))
+}
+
+func (e *inExpr) write(b *strings.Builder, _ int) {
+	b.WriteString(e.col.name)
+	if e.not {
+		b.WriteString(" NOT")
+	}
+	b.WriteString(" IN (")
+	for i, v := range e.nums {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(formatNum(v))
+	}
+	for i, v := range e.strs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteSQL(v))
+	}
+	b.WriteByte(')')
 }
 
 func (e *nullExpr) write(b *strings.Builder, _ int) {
@@ -220,3 +252,4 @@ func (e *cmpExpr) categories(set map[string]bool)     { set[e.col.category] = tr
 func (e *betweenExpr) categories(set map[string]bool) { set[e.col.category] = true }
 func (e *nullExpr) categories(set map[string]bool)    { set[e.col.category] = true }
 func (e *hasExpr) categories(set map[string]bool)     { set[e.col.category] = true }
+func (e *inExpr) categories(set map[string]bool)      { set[e.col.category] = true }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,7 +46,7 @@ type batch struct {
 	rec    arrow.Record
 	n      int
 	id     *array.String
-	sex    []uint8 // 0 = F, 1 = M
+	cats   [numFields][]uint8 // categorical columns: index into column.groups
 	ints   [numFields]*array.Int32
 	floats [numFields]*array.Float64
 	codes  [numFields]codeList
@@ -139,7 +140,7 @@ func readDataset(ctx context.Context, data []byte, mem memory.Allocator) (_ *Dat
 // newBatch builds the typed views of rec and validates its values.
 func newBatch(rec arrow.Record) (batch, error) {
 	n := int(rec.NumRows())
-	b := batch{rec: rec, n: n, sex: make([]uint8, n)}
+	b := batch{rec: rec, n: n}
 	var ok bool
 	if b.id, ok = rec.Column(fID).(*array.String); !ok || b.id.NullN() > 0 {
 		return batch{}, errors.New("patient_id must be non-null utf8")
@@ -149,23 +150,24 @@ func newBatch(rec arrow.Record) (batch, error) {
 			return batch{}, fmt.Errorf("row %d: empty patient_id", i)
 		}
 	}
-	sex, ok := rec.Column(fSex).(*array.String)
-	if !ok || sex.NullN() > 0 {
-		return batch{}, errors.New("sex must be non-null utf8")
-	}
-	for i := range n {
-		switch sex.Value(i) {
-		case "F":
-			b.sex[i] = 0
-		case "M":
-			b.sex[i] = 1
-		default:
-			return batch{}, fmt.Errorf("patient %s: sex %q is not \"F\" or \"M\"", b.id.Value(i), sex.Value(i))
-		}
-	}
 	for _, c := range allColumns() {
 		col := rec.Column(c.field)
 		switch c.kind {
+		case kindCat:
+			a, ok := col.(*array.String)
+			if !ok || a.NullN() > 0 {
+				return batch{}, fmt.Errorf("%s must be non-null utf8", c.name)
+			}
+			codes := make([]uint8, n)
+			for i := range n {
+				// Exact match: files hold the declared spelling.
+				j := slices.Index(c.groups, a.Value(i))
+				if j < 0 {
+					return batch{}, fmt.Errorf("patient %s: %s %q is not %s", b.id.Value(i), c.name, a.Value(i), c.domainText())
+				}
+				codes[i] = uint8(j)
+			}
+			b.cats[c.field] = codes
 		case kindInt:
 			a, ok := col.(*array.Int32)
 			if !ok || a.NullN() > 0 {

@@ -31,7 +31,7 @@ func TestCategories(t *testing.T) {
 		cats[c.Name] = c.Category
 	}
 	wantCats := map[string]string{
-		"patient_id": "", "sex": CatDemographics, "birth_year": CatDemographics, "age": CatDemographics,
+		"patient_id": "", "sex": CatDemographics, "birth_year": CatDemographics, "age": CatDemographics, "vital_status": CatDemographics,
 		"conditions": CatConditions, "medications": CatMedications,
 		"hba1c": CatLabs, "ldl": CatLabs, "bmi": CatVitals, "sbp": CatVitals, "dbp": CatVitals,
 	}
@@ -170,6 +170,10 @@ func TestGeneratedDistributions(t *testing.T) {
 	v = value("SELECT AVG(bmi), AVG(hba1c), AVG(sbp) FROM cohort WHERE NOT HAS_CONDITION('44054006') AND NOT HAS_CONDITION('15777000')")
 	within("mean BMI without diabetes", v[0].Float, 25, 28.5)
 	within("mean HbA1c normoglycaemic", v[1].Float, 5.1, 5.5)
+	// Deaths by the reference date rise with age: about 1 % at 40, 20 % at 85.
+	within("deceased overall", share("vital_status = 'deceased'"), 0.02, 0.08)
+	within("deceased aged 35-44", share("vital_status = 'deceased' AND age BETWEEN 35 AND 44")/share("age BETWEEN 35 AND 44"), 0.005, 0.02)
+	within("deceased aged 80-89", share("vital_status = 'deceased' AND age BETWEEN 80 AND 89")/share("age BETWEEN 80 AND 89"), 0.12, 0.3)
 	young := value("SELECT AVG(sbp), AVG(bmi) FROM cohort WHERE age < 35")
 	older := value("SELECT AVG(sbp), AVG(bmi) FROM cohort WHERE age BETWEEN 55 AND 70")
 	if older[0].Float < young[0].Float+10 || older[1].Float <= young[1].Float {
@@ -314,15 +318,18 @@ func writeRawParquet(t *testing.T, path string, rec arrow.Record) {
 
 // patientRecord builds a one-row patient table record on schema s, letting
 // edit change the row's values.
-func patientRecord(s *arrow.Schema, id, sex string) arrow.Record {
+func patientRecord(s *arrow.Schema, id, sex string, vital ...string) arrow.Record {
 	b := array.NewRecordBuilder(memory.DefaultAllocator, s)
 	defer b.Release()
 	for i, f := range s.Fields() {
 		switch fb := b.Field(i).(type) {
 		case *array.StringBuilder:
-			if f.Name == "sex" {
+			switch f.Name {
+			case "sex":
 				fb.Append(sex)
-			} else {
+			case "vital_status":
+				fb.Append(append(vital, VitalAlive)[0])
+			default:
 				fb.Append(id)
 			}
 		case *array.Int32Builder:
@@ -385,12 +392,13 @@ func TestOpenRejects(t *testing.T) {
 		{"missing file", filepath.Join(dir, "nope.parquet"), "no such file"},
 		{"not parquet", garbage, "read parquet"},
 		{"no metadata", write("nometa.parquet", patientRecord(arrow.NewSchema(good.Fields(), nil), "x", "F")), "not a MedX patient table"},
-		{"future version", write("v2.parquet", patientRecord(withMeta([]string{metaSchemaVersion, metaRefDate}, []string{"2", "2024-01-01"}), "x", "F")), `schema version "2" is not supported`},
-		{"bad ref date", write("date.parquet", patientRecord(withMeta([]string{metaSchemaVersion, metaRefDate}, []string{"1", "01/01/2024"}), "x", "F")), "reference date"},
+		{"future version", write("v2.parquet", patientRecord(withMeta([]string{metaSchemaVersion, metaRefDate}, []string{"3", "2024-01-01"}), "x", "F")), `schema version "3" is not supported`},
+		{"bad ref date", write("date.parquet", patientRecord(withMeta([]string{metaSchemaVersion, metaRefDate}, []string{SchemaVersion, "01/01/2024"}), "x", "F")), "reference date"},
 		{"wrong type", write("type.parquet", patientRecord(wrongType, "x", "F")), `column "age" has type int64`},
 		{"wrong bounds", write("bounds.parquet", patientRecord(wrongBounds, "x", "F")), `column "hba1c" has medx.min "0", want "3"`},
 		{"wrong category", write("cat.parquet", patientRecord(wrongCategory, "x", "F")), `column "sbp" has category "labs", want "vitals"`},
 		{"bad sex value", write("sex.parquet", patientRecord(good, "x", "U")), `sex "U"`},
+		{"bad vital status", write("vital.parquet", patientRecord(good, "x", "F", "dead")), `vital_status "dead" is not 'alive' or 'deceased'`},
 		{"empty id", write("id.parquet", patientRecord(good, "", "F")), "empty patient_id"},
 		{"duplicate ids", dup, `duplicate patient_id "same"`},
 	}

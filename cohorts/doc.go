@@ -27,11 +27,21 @@
 //	WHERE age BETWEEN 40 AND 75 AND HAS_CONDITION('44054006') AND hba1c > 7
 //	GROUP BY sex
 //
-// SELECT holds only aggregates (COUNT(*), SUM, AVG, STDDEV, HISTOGRAM), GROUP
-// BY only columns of bounded cardinality, so there is no way to output a row or
-// a raw value. A cohort request's inclusion criteria are a WHERE expression of
-// the same grammar ([ParseCriteria]). Comparisons use SQL's three-valued logic:
-// a NULL measurement satisfies neither "hba1c > 7" nor "NOT hba1c > 7".
+// SELECT holds only aggregates (COUNT(*), COUNT(col), SUM, AVG, STDDEV,
+// VARIANCE, HISTOGRAM(col, edges...), each with an optional AS alias); MIN,
+// MAX, MEDIAN and the like, bare columns and patient_id are refused with a
+// message saying why. WHERE combines comparisons (=, !=, <>, <, <=, >, >=),
+// [NOT] BETWEEN, [NOT] IN (values...), IS [NOT] NULL, HAS_CONDITION(codes...)
+// and HAS_MEDICATION(codes...) (exact codes, or prefixes written 'E11*') with
+// AND, OR, NOT and parentheses. GROUP BY takes at most two terms of bounded
+// cardinality: a declared categorical column (sex: 'F', 'M'; vital_status:
+// 'alive', 'deceased') or AGE_BAND(width), bands of width years from 0 with
+// the last one open-ended (AGE_BAND(10): 0-9, 10-19, ..., 110+). Cells come
+// from the declared domains, never from the data, so there is no way to
+// output a row or a raw value. A cohort request's inclusion criteria are a
+// WHERE expression of the same grammar ([ParseCriteria]). Comparisons use
+// SQL's three-valued logic: a NULL measurement satisfies neither
+// "hba1c > 7" nor "NOT hba1c > 7", nor any IN or NOT IN.
 // Every parse error is a [*SyntaxError] giving the line, the column and what
 // was expected.
 //
@@ -42,6 +52,17 @@
 // custodians, gates and noises; [Query.Finalize] turns the resulting vector
 // into a [Table].
 //
-// Importers (FHIR, OMOP, CSV) write datasets through [DatasetWriter], which
-// validates each [Patient] and produces the same file format as [Generate].
+// # Importers
+//
+// [ImportFHIR] (FHIR R4 bundles or NDJSON, as Synthea and bulk export write
+// them), [ImportOMOP] (OMOP CDM 5.4 tables in Parquet) and [ImportCSV] (any
+// CSV with a [CSVMapping]) stream their input and write a dataset through
+// [DatasetWriter], which validates each [Patient] and produces the same file
+// format as [Generate]. The reference date is stated, never guessed from the
+// data: ages are counted at it and records dated after it are left out, so
+// the dataset is the data as it stood that day. Conditions and medications
+// are the patient's history up to that day; measurements are the latest
+// value. Malformed input is an [*InputError] naming the file and the
+// position (line and column, or Parquet row), and a failed import leaves no
+// dataset behind.
 package cohorts

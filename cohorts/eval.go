@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -144,12 +145,13 @@ type evaluator struct {
 	sc    scratch
 	t, f  []bool
 	cell  []int32
+	band  []uint8
 	fixed [numFields][]int64
 	valid [numFields][]bool
 }
 
 func newEvaluator(n int) *evaluator {
-	return &evaluator{sc: scratch{n: n}, t: make([]bool, n), f: make([]bool, n), cell: make([]int32, n)}
+	return &evaluator{sc: scratch{n: n}, t: make([]bool, n), f: make([]bool, n), cell: make([]int32, n), band: make([]uint8, n)}
 }
 
 // scratch lends bool buffers to expression nodes.
@@ -195,8 +197,8 @@ func (q *Query) aggregateBatch(b *batch, sel *PatientSet, ev *evaluator, acc []i
 		cell[i] = 0
 	}
 	for _, g := range q.groupBy {
-		k := int32(len(g.groups))
-		codes := b.groupCodes(g)
+		k := int32(len(g.labels))
+		codes := b.groupCodes(g, ev)
 		for i := range cell {
 			cell[i] = cell[i]*k + int32(codes[i])
 		}
@@ -269,15 +271,19 @@ func (q *Query) aggregateBatch(b *batch, sel *PatientSet, ev *evaluator, acc []i
 	}
 }
 
-// groupCodes returns, per row, the index of the row's label in c.groups.
-// A new groupable column (an age band, say) adds its case here and its
-// domain in allColumns.
-func (b *batch) groupCodes(c column) []uint8 {
-	switch c.kind {
-	case kindSex:
-		return b.sex[:b.n]
+// groupCodes returns, per row, the index of the row's cell label in g.labels.
+func (b *batch) groupCodes(g groupKey, ev *evaluator) []uint8 {
+	if g.width == 0 {
+		return b.cats[g.col.field][:b.n]
 	}
-	panic("cohorts: no group codes for column " + c.name) // unreachable: the parser admits only groupable columns
+	// AGE_BAND: ages clamped to the column's bounds, the last band open-ended.
+	lo, hi := int32(g.col.lo), int32(g.col.hi)
+	w, last := int32(g.width), int32(len(g.labels)-1)
+	band := ev.band[:b.n]
+	for i, a := range b.ints[g.col.field].Int32Values()[:b.n] {
+		band[i] = uint8(min((min(max(a, lo), hi)-lo)/w, last))
+	}
+	return band
 }
 
 // fill computes the fixed-point value round(clamp(x)·10^d) and the validity
@@ -331,14 +337,12 @@ func (e *cmpExpr) interval() (lo, hi float64, neg bool) {
 }
 
 func (e *cmpExpr) eval(b *batch, t, f []bool, _ *scratch) {
-	if e.col.kind == kindSex {
-		code := uint8(0)
-		if e.str == "M" {
-			code = 1
-		}
+	if e.col.kind == kindCat {
+		code, _ := e.col.groupIndex(e.str)
+		c := uint8(code)
 		neg := e.op == "!="
-		for i, s := range b.sex[:len(t)] {
-			in := s == code
+		for i, s := range b.cats[e.col.field][:len(t)] {
+			in := s == c
 			t[i], f[i] = in != neg, in == neg
 		}
 		return
@@ -370,6 +374,38 @@ func evalInterval(b *batch, c column, lo, hi float64, neg bool, t, f []bool) {
 				continue
 			}
 			in := x >= lo && x <= hi
+			t[i], f[i] = in != neg, in == neg
+		}
+	}
+}
+
+func (e *inExpr) eval(b *batch, t, f []bool, _ *scratch) {
+	neg := e.not
+	switch e.col.kind {
+	case kindCat:
+		var member [256]bool
+		for _, v := range e.strs {
+			i, _ := e.col.groupIndex(v)
+			member[i] = true
+		}
+		for i, s := range b.cats[e.col.field][:len(t)] {
+			in := member[s]
+			t[i], f[i] = in != neg, in == neg
+		}
+	case kindInt:
+		for i, v := range b.ints[e.col.field].Int32Values()[:len(t)] {
+			in := slices.Contains(e.nums, float64(v))
+			t[i], f[i] = in != neg, in == neg
+		}
+	case kindFloat:
+		a := b.floats[e.col.field]
+		nulls := a.NullN() > 0
+		for i, x := range a.Float64Values()[:len(t)] {
+			if nulls && a.IsNull(i) {
+				t[i], f[i] = false, false
+				continue
+			}
+			in := slices.Contains(e.nums, x)
 			t[i], f[i] = in != neg, in == neg
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ var testRefDate = time.Date(2024, 6, 30, 0, 0, 0, 0, time.UTC)
 // refPatient is one row read back from a Dataset for the reference path.
 type refPatient struct {
 	id, sex     string
+	cats        map[string]string // categorical columns by name
 	ints        map[string]int32
 	floats      map[string]*float64
 	conditions  []string
@@ -32,7 +34,7 @@ func refRows(t *testing.T, d *Dataset) []refPatient {
 		rec := b.rec
 		sch := rec.Schema()
 		for i := range int(rec.NumRows()) {
-			p := refPatient{ints: map[string]int32{}, floats: map[string]*float64{}}
+			p := refPatient{ints: map[string]int32{}, floats: map[string]*float64{}, cats: map[string]string{}}
 			for f := range int(rec.NumCols()) {
 				name := sch.Field(f).Name
 				switch a := rec.Column(f).(type) {
@@ -40,7 +42,7 @@ func refRows(t *testing.T, d *Dataset) []refPatient {
 					if name == "patient_id" {
 						p.id = a.Value(i)
 					} else {
-						p.sex = a.Value(i)
+						p.cats[name] = a.Value(i)
 					}
 				case *array.Int32:
 					p.ints[name] = a.Value(i)
@@ -67,6 +69,7 @@ func refRows(t *testing.T, d *Dataset) []refPatient {
 					t.Fatalf("column %s has unexpected type %T", name, a)
 				}
 			}
+			p.sex = p.cats["sex"]
 			out = append(out, p)
 		}
 	}
@@ -135,11 +138,11 @@ func refEval(t *testing.T, e expr, p refPatient) tri {
 		}
 		return triUnknown
 	case *cmpExpr:
-		if e.col.name == "sex" {
+		if v, ok := p.cats[e.col.name]; ok {
 			if e.op == "=" {
-				return triOf(p.sex == e.str)
+				return triOf(v == e.str)
 			}
-			return triOf(p.sex != e.str)
+			return triOf(v != e.str)
 		}
 		x, ok := p.value(e.col.name)
 		if !ok {
@@ -165,6 +168,18 @@ func refEval(t *testing.T, e expr, p refPatient) tri {
 			return triUnknown
 		}
 		in := e.lo <= x && x <= e.hi
+		return triOf(in != e.not)
+	case *inExpr:
+		in := false
+		if v, ok := p.cats[e.col.name]; ok {
+			in = slices.Contains(e.strs, v)
+		} else {
+			x, ok := p.value(e.col.name)
+			if !ok {
+				return triUnknown
+			}
+			in = slices.Contains(e.nums, x)
+		}
 		return triOf(in != e.not)
 	case *nullExpr:
 		_, ok := p.value(e.col.name)
@@ -194,7 +209,7 @@ var colName = regexp.MustCompile(`^(n|sum|sumsq)\((\w+)\)$`)
 type refSlot struct {
 	kind         string // count, n, sum, sumsq, bin
 	col          string
-	label        string // the cell's sex label, "" without GROUP BY
+	cell         int
 	scale, mid   float64
 	lo, hi       float64 // column bounds
 	binLo, binHi float64 // fixed-point bin edges
@@ -206,12 +221,14 @@ type refSlot struct {
 func refAggregate(t *testing.T, rows []refPatient, q *Query, sel map[string]bool) []int64 {
 	t.Helper()
 	l := q.Layout()
+	var inCell []func(refPatient) bool
+	for _, c := range l.Cells {
+		inCell = append(inCell, cellTest(t, q.GroupBy(), c.Labels))
+	}
 	slots := make([]refSlot, len(l.Slots))
 	for i, s := range l.Slots {
 		rs := &slots[i]
-		if labels := l.Cells[s.Cell].Labels; len(labels) > 0 {
-			rs.label = labels[0]
-		}
+		rs.cell = s.Cell
 		if s.Name == "count" {
 			rs.kind = "count"
 			continue
@@ -240,8 +257,17 @@ func refAggregate(t *testing.T, rows []refPatient, q *Query, sel map[string]bool
 		if q.where != nil && refEval(t, q.where.root, p) != triTrue {
 			continue
 		}
+		cell := -1
+		for c, in := range inCell {
+			if in(p) {
+				if cell >= 0 {
+					t.Fatalf("patient %s is in cells %d and %d", p.id, cell, c)
+				}
+				cell = c
+			}
+		}
 		for i, s := range slots {
-			if s.label != "" && s.label != p.sex {
+			if s.cell != cell {
 				continue
 			}
 			if s.kind == "count" {
@@ -268,6 +294,51 @@ func refAggregate(t *testing.T, rows []refPatient, q *Query, sel map[string]bool
 		}
 	}
 	return out
+}
+
+var bandLabel = regexp.MustCompile(`^(\d+)(?:-(\d+)|(\+))$`)
+
+// cellTest returns whether a patient falls in the GROUP BY cell with these
+// labels, reading the labels as documented: a categorical value, or an age
+// band "lo-hi" (inclusive) or "lo+" over ages clamped to the declared bounds.
+func cellTest(t *testing.T, groups, labels []string) func(p refPatient) bool {
+	t.Helper()
+	var tests []func(p refPatient) bool
+	for j, g := range groups {
+		label := labels[j]
+		if !strings.HasPrefix(g, "age_band(") {
+			tests = append(tests, func(p refPatient) bool {
+				v, ok := p.cats[g]
+				if !ok {
+					t.Fatalf("GROUP BY %q not understood", g)
+				}
+				return v == label
+			})
+			continue
+		}
+		m := bandLabel.FindStringSubmatch(label)
+		if m == nil {
+			t.Fatalf("age band label %q not understood", label)
+		}
+		info := columnInfo(t, "age")
+		lo, _ := strconv.ParseFloat(m[1], 64)
+		hi := math.Inf(1)
+		if m[3] == "" {
+			hi, _ = strconv.ParseFloat(m[2], 64)
+		}
+		tests = append(tests, func(p refPatient) bool {
+			age := math.Min(math.Max(float64(p.ints["age"]), info.Min), info.Max)
+			return lo <= age && age <= hi
+		})
+	}
+	return func(p refPatient) bool {
+		for _, f := range tests {
+			if !f(p) {
+				return false
+			}
+		}
+		return true
+	}
 }
 
 func columnInfo(t *testing.T, name string) ColumnInfo {
@@ -297,9 +368,9 @@ func writeFixture(t *testing.T, dir string) string {
 			HbA1c: m(25), BMI: m(5), SBP: m(120)}, // hba1c clamped to 20, bmi to 10; dbp, ldl NULL
 		{ID: "c", Sex: "M", BirthYear: 2000, Age: 24, Conditions: []string{}, HbA1c: m(3), BMI: m(30), DBP: m(80)},
 		{ID: "d", Sex: "F", BirthYear: 1930, Age: 94, Conditions: []string{"E11.65", "15777000"}, Medications: []string{"314076", "617312"},
-			BMI: m(18.5), SBP: m(60), DBP: m(30), LDL: m(400)},
+			BMI: m(18.5), SBP: m(60), DBP: m(30), LDL: m(400), Deceased: true},
 		{ID: "e", Sex: "F", BirthYear: 2005, Age: 18},
-		{ID: "f", Sex: "M", BirthYear: 1899, Age: 125, HbA1c: m(5.4), BMI: m(35), LDL: m(19.6)}, // age clamped to 120
+		{ID: "f", Sex: "M", BirthYear: 1899, Age: 125, HbA1c: m(5.4), BMI: m(35), LDL: m(19.6), Deceased: true}, // age clamped to 120
 	} {
 		if err := w.Write(t.Context(), &p); err != nil {
 			t.Fatalf("Write(%s): %v", p.ID, err)
@@ -333,6 +404,12 @@ var testQueries = []string{
 	"SELECT COUNT(*) FROM cohort WHERE hba1c = 7.3 OR hba1c = 5.4 OR bmi = 18.5",
 	"SELECT COUNT(*) FROM cohort WHERE birth_year > 1960 AND birth_year <= 1990 AND NOT NOT hba1c <= 6.4",
 	"SELECT COUNT(*), SUM(ldl) FROM cohort WHERE ldl BETWEEN 100 AND 20",
+	"SELECT COUNT(*), VARIANCE(bmi), AVG(sbp) FROM cohort WHERE vital_status = 'alive' GROUP BY AGE_BAND(10), sex",
+	"SELECT COUNT(*) FROM cohort WHERE age IN (18, 43, 60, 125) OR ldl NOT IN (130, 100) OR sex IN ('M')",
+	"SELECT HISTOGRAM(age, 0, 40, 120) FROM cohort WHERE vital_status NOT IN ('alive') GROUP BY vital_status",
+	"SELECT COUNT(*), AVG(hba1c), VARIANCE(hba1c) FROM cohort GROUP BY vital_status, AGE_BAND(25)",
+	"SELECT COUNT(*) FROM cohort WHERE hba1c IN (7.3, 5.4, 25) AND NOT bmi NOT IN (25, 30, 10) OR vital_status != 'deceased' AND age NOT IN (94)",
+	"SELECT COUNT(*) FROM cohort GROUP BY AGE_BAND(7)",
 }
 
 func TestAggregateMatchesReference(t *testing.T) {
@@ -427,6 +504,18 @@ func TestAggregateFixture(t *testing.T) {
 		{"SELECT COUNT(*) FROM cohort WHERE HAS_CONDITION('E11*') GROUP BY sex", []int64{1, 1}},
 		// Empty medications never match.
 		{"SELECT COUNT(*) FROM cohort WHERE NOT HAS_MEDICATION('8*', '3*', '6*')", []int64{4}},
+		// Ages c 24, e 18 | b 43 | a 74 | d 94, f 125 (clamped to 120, open last band).
+		{"SELECT COUNT(*) FROM cohort GROUP BY AGE_BAND(30)", []int64{2, 1, 1, 2}},
+		// d (F) and f (M) have died.
+		{"SELECT COUNT(*) FROM cohort WHERE vital_status = 'deceased' GROUP BY sex", []int64{1, 1}},
+		{"SELECT COUNT(*) FROM cohort GROUP BY vital_status, sex", []int64{2, 2, 1, 1}},
+		// IN compares stored values: e 18, b 43, f 125.
+		{"SELECT COUNT(*) FROM cohort WHERE age IN (18, 43, 125)", []int64{3}},
+		// ldl a 130, d 400, f 19.6, others NULL: NULL NOT IN (...) is unknown.
+		{"SELECT COUNT(*) FROM cohort WHERE ldl NOT IN (130, 400)", []int64{1}},
+		// VARIANCE shares STDDEV's slots: n, centred sum, sum of squares of dbp
+		// a 95, c 80, d 30 around the midpoint 95.
+		{"SELECT VARIANCE(dbp) FROM cohort", []int64{3, 0 - 15 - 65, 0 + 15*15 + 65*65}},
 	}
 	for _, tt := range tests {
 		q, err := ParseQuery(tt.src)

@@ -119,8 +119,8 @@ func ExampleParseQuery_refused() {
 	_, err = cohorts.ParseQuery("SELECT COUNT(*) FROM cohort\nGROUP BY age")
 	fmt.Println(err)
 	// Output:
-	// line 1, column 8: expected an aggregate (COUNT, SUM, AVG, STDDEV, HISTOGRAM), found column "hba1c": queries return aggregates only
-	// 2:10: cannot GROUP BY "age": numeric columns have unbounded cardinality; GROUP BY accepts only sex
+	// line 1, column 8: expected an aggregate (COUNT, SUM, AVG, STDDEV, VARIANCE, HISTOGRAM), found column "hba1c": queries return aggregates only
+	// 2:10: cannot GROUP BY "age": use AGE_BAND(width) to group ages; GROUP BY accepts only sex, vital_status, AGE_BAND(width)
 }
 
 func ExampleParseCriteria() {

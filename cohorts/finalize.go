@@ -89,12 +89,12 @@ func (q *Query) Finalize(vec []int64, suppressed []bool) (*Table, error) {
 			case fnCountCol:
 				v, sup := slot(it.n)
 				row.Values = append(row.Values, countValue(v, sup))
-			case fnSum, fnAvg, fnStddev:
+			case fnSum, fnAvg, fnStddev, fnVariance:
 				n, supN := slot(it.n)
 				s, supS := slot(it.sum)
 				var ss int64
 				var supSS bool
-				if it.fn == fnStddev {
+				if it.fn == fnStddev || it.fn == fnVariance {
 					ss, supSS = slot(it.sumsq)
 				}
 				if supN || supS || supSS {
@@ -122,7 +122,7 @@ func countValue(v int64, suppressed bool) Value {
 	return Value{Float: float64(max(v, 0))}
 }
 
-// momentValue computes SUM, AVG or STDDEV of column c from n values whose
+// momentValue computes SUM, AVG, STDDEV or VARIANCE of column c from n values whose
 // centred fixed-point sum is s and sum of squares ss.
 func momentValue(fn aggFn, c column, n, s, ss int64) Value {
 	mid, _ := c.centre()
@@ -144,7 +144,7 @@ func momentValue(fn aggFn, c column, n, s, ss int64) Value {
 		}
 		v := (float64(mid) + float64(s)/float64(n)) / scale
 		return Value{Float: min(max(v, c.lo), c.hi)}
-	default: // fnStddev
+	default: // fnStddev, fnVariance
 		if n < 2 {
 			return Value{Suppressed: true, Note: NoteFewValues}
 		}
@@ -156,6 +156,9 @@ func momentValue(fn aggFn, c column, n, s, ss int64) Value {
 		}
 		den := new(big.Int).Mul(bn, big.NewInt(n-1))
 		v, _ := new(big.Float).SetPrec(128).Quo(new(big.Float).SetInt(num), new(big.Float).SetInt(den)).Float64()
+		if fn == fnVariance {
+			return Value{Float: v / (scale * scale)}
+		}
 		return Value{Float: math.Sqrt(v) / scale}
 	}
 }

@@ -53,7 +53,7 @@ func directMoments(xs []float64) (sum, mean, sd float64) {
 }
 
 func TestFinalizeMaths(t *testing.T) {
-	q, err := ParseQuery("SELECT COUNT(*), SUM(hba1c), AVG(hba1c) AS mean, STDDEV(hba1c), COUNT(hba1c), HISTOGRAM(hba1c, 3, 6.5, 20) FROM cohort GROUP BY sex")
+	q, err := ParseQuery("SELECT COUNT(*), SUM(hba1c), AVG(hba1c) AS mean, STDDEV(hba1c), COUNT(hba1c), HISTOGRAM(hba1c, 3, 6.5, 20), VARIANCE(hba1c) FROM cohort GROUP BY sex")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestFinalizeMaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCols := []string{"sex", "count", "sum(hba1c)", "mean", "stddev(hba1c)", "count(hba1c)", "histogram(hba1c)[3,6.5)", "histogram(hba1c)[6.5,20]"}
+	wantCols := []string{"sex", "count", "sum(hba1c)", "mean", "stddev(hba1c)", "count(hba1c)", "histogram(hba1c)[3,6.5)", "histogram(hba1c)[6.5,20]", "variance(hba1c)"}
 	if diff := cmp.Diff(wantCols, tbl.Columns); diff != "" {
 		t.Errorf("Columns mismatch (-want +got):\n%s", diff)
 	}
@@ -82,7 +82,7 @@ func TestFinalizeMaths(t *testing.T) {
 			}
 		}
 		n := float64(len(xs))
-		want := []float64{n, sum, mean, sd, n, below, n - below}
+		want := []float64{n, sum, mean, sd, n, below, n - below, sd * sd}
 		for i, w := range want {
 			v := row.Values[i]
 			if v.Suppressed || math.Abs(v.Float-w) > 1e-9 {
@@ -93,7 +93,7 @@ func TestFinalizeMaths(t *testing.T) {
 }
 
 func TestFinalizeSuppressionAndEdges(t *testing.T) {
-	q, err := ParseQuery("SELECT COUNT(*), AVG(hba1c), STDDEV(hba1c), SUM(hba1c), HISTOGRAM(hba1c, 3, 6.5, 20) FROM cohort")
+	q, err := ParseQuery("SELECT COUNT(*), AVG(hba1c), STDDEV(hba1c), SUM(hba1c), HISTOGRAM(hba1c, 3, 6.5, 20), VARIANCE(hba1c) FROM cohort")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,22 +109,22 @@ func TestFinalizeSuppressionAndEdges(t *testing.T) {
 			name:       "n suppressed suppresses every value built on it",
 			vec:        []int64{12, 11, -300, 9000, 5, 6},
 			suppressed: []bool{false, true, false, false, false, true},
-			want:       []Value{{Float: 12}, sup, sup, sup, {Float: 5}, sup},
+			want:       []Value{{Float: 12}, sup, sup, sup, {Float: 5}, sup, sup},
 		},
 		{
 			name: "no values",
 			vec:  []int64{3, 0, 0, 0, 0, 0},
-			want: []Value{{Float: 3}, {Suppressed: true, Note: NoteNoValues}, {Suppressed: true, Note: NoteFewValues}, {Suppressed: true, Note: NoteNoValues}, {}, {}},
+			want: []Value{{Float: 3}, {Suppressed: true, Note: NoteNoValues}, {Suppressed: true, Note: NoteFewValues}, {Suppressed: true, Note: NoteNoValues}, {}, {}, {Suppressed: true, Note: NoteFewValues}},
 		},
 		{
 			name: "one value",
 			vec:  []int64{1, 1, 73 - 115, (73 - 115) * (73 - 115), 0, 1},
-			want: []Value{{Float: 1}, {Float: 7.3}, {Suppressed: true, Note: NoteFewValues}, {Float: 7.3}, {}, {Float: 1}},
+			want: []Value{{Float: 1}, {Float: 7.3}, {Suppressed: true, Note: NoteFewValues}, {Float: 7.3}, {}, {Float: 1}, {Suppressed: true, Note: NoteFewValues}},
 		},
 		{
 			name: "noise: negative counts, mean beyond bounds, negative variance",
 			vec:  []int64{-4, 2, 1000, 0, -1, 3},
-			want: []Value{{Float: 0}, {Float: 20}, {Float: 0}, {Float: 40}, {Float: 0}, {Float: 3}},
+			want: []Value{{Float: 0}, {Float: 20}, {Float: 0}, {Float: 40}, {Float: 0}, {Float: 3}, {Float: 0}},
 		},
 	}
 	for _, tt := range tests {

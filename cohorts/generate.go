@@ -58,6 +58,8 @@ type GenerateOptions struct {
 // measurements are missing for some patients. Medications follow the
 // conditions (metformin for most diabetics, lisinopril for hypertension, a
 // statin for hyperlipidaemia) and treatment lowers the measured values.
+// Some patients have died by the reference date (vital_status 'deceased'):
+// about 1 % at 40, 20 % at 85, more with diabetes or kidney disease.
 func Generate(ctx context.Context, path string, opts GenerateOptions) (Manifest, error) {
 	return generate(ctx, path, opts, memory.DefaultAllocator)
 }
@@ -93,6 +95,7 @@ func generate(ctx context.Context, path string, opts GenerateOptions, mem memory
 
 type generator struct {
 	rng        *rand.Rand
+	vital      *rand.Rand // a stream of its own, so vital status leaves the other columns as they were
 	prefix     string
 	width      int
 	refYear    int
@@ -106,6 +109,7 @@ func newGenerator(opts GenerateOptions) *generator {
 	return &generator{
 		// The second PCG word is fixed ("medxcoho") so the seed alone picks the stream.
 		rng:        rand.New(rand.NewPCG(opts.Seed, 0x6d656478636f686f)),
+		vital:      rand.New(rand.NewPCG(opts.Seed, 0x6d65647876697461)), // "medxvita"
 		prefix:     opts.IDPrefix,
 		width:      max(6, len(strconv.Itoa(opts.Patients-1))),
 		refYear:    ref.Year(),
@@ -293,6 +297,17 @@ func (g *generator) patient(i int, p *Patient) {
 		measureLDL = 0.8
 	}
 	p.LDL = maybe(g.bernoulli(measureLDL), math.Round(max(ldl, 25)))
+
+	// Records outlive patients: deaths by the reference date rise with age,
+	// diabetes and chronic kidney disease.
+	deathLogit := -7.6 + 0.07*fa
+	if diabetic {
+		deathLogit += 0.4
+	}
+	if ckd {
+		deathLogit += 0.6
+	}
+	p.Deceased = g.vital.Float64() < logistic(deathLogit)
 }
 
 func maybe(ok bool, v float64) Measure {

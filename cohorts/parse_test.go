@@ -64,6 +64,24 @@ func TestParseQuery(t *testing.T) {
 			categories: []string{CatLabs},
 		},
 		{
+			name:       "IN and NOT IN on numeric and categorical columns",
+			src:        "SELECT COUNT(*) FROM cohort WHERE age in (40, 50.0, 60) AND sex NOT IN ('f') AND vital_status in ('Alive', 'DECEASED') AND ldl not in (100)",
+			want:       "SELECT COUNT(*) FROM cohort WHERE age IN (40, 50, 60) AND sex NOT IN ('F') AND vital_status IN ('alive', 'deceased') AND ldl NOT IN (100)",
+			categories: []string{CatDemographics, CatLabs},
+		},
+		{
+			name:       "VARIANCE, vital status and age bands",
+			src:        "select variance(sbp) as v, count(*) from cohort where vital_status = 'alive' group by age_band(10), sex",
+			want:       "SELECT VARIANCE(sbp) AS v, COUNT(*) FROM cohort WHERE vital_status = 'alive' GROUP BY AGE_BAND(10), sex",
+			categories: []string{CatDemographics, CatVitals},
+		},
+		{
+			name:       "group by a declared categorical",
+			src:        "SELECT COUNT(*) FROM cohort GROUP BY Vital_Status",
+			want:       "SELECT COUNT(*) FROM cohort GROUP BY vital_status",
+			categories: []string{CatDemographics},
+		},
+		{
 			name:       "group by only reads demographics",
 			src:        "SELECT COUNT(*) FROM cohort GROUP BY SEX",
 			want:       "SELECT COUNT(*) FROM cohort GROUP BY sex",
@@ -98,9 +116,9 @@ func TestParseQueryErrors(t *testing.T) {
 		name, src, want string // want is the whole error text
 	}{
 		{"bare column", "SELECT hba1c FROM cohort",
-			`1:8: expected an aggregate (COUNT, SUM, AVG, STDDEV, HISTOGRAM), found column "hba1c": queries return aggregates only`},
+			`1:8: expected an aggregate (COUNT, SUM, AVG, STDDEV, VARIANCE, HISTOGRAM), found column "hba1c": queries return aggregates only`},
 		{"star outside COUNT", "SELECT * FROM cohort",
-			`1:8: expected an aggregate (COUNT, SUM, AVG, STDDEV, HISTOGRAM), found "*": queries return aggregates only; "*" is allowed only in COUNT(*)`},
+			`1:8: expected an aggregate (COUNT, SUM, AVG, STDDEV, VARIANCE, HISTOGRAM), found "*": queries return aggregates only; "*" is allowed only in COUNT(*)`},
 		{"star in SUM", "SELECT SUM(*) FROM cohort",
 			`1:12: "*" is allowed only in COUNT(*): SUM needs a numeric column`},
 		{"MIN", "SELECT COUNT(*), min(age) FROM cohort",
@@ -116,15 +134,15 @@ func TestParseQueryErrors(t *testing.T) {
 		{"patient_id in GROUP BY", "SELECT COUNT(*) FROM cohort GROUP BY patient_id",
 			`1:38: column "patient_id" can never be queried: it identifies a patient`},
 		{"group by numeric", "SELECT COUNT(*) FROM cohort GROUP BY age",
-			`1:38: cannot GROUP BY "age": numeric columns have unbounded cardinality; GROUP BY accepts only sex`},
+			`1:38: cannot GROUP BY "age": use AGE_BAND(width) to group ages; GROUP BY accepts only sex, vital_status, AGE_BAND(width)`},
 		{"group by codes", "SELECT COUNT(*) FROM cohort GROUP BY conditions",
-			`1:38: cannot GROUP BY "conditions": it holds lists of codes; GROUP BY accepts only sex`},
+			`1:38: cannot GROUP BY "conditions": it holds lists of codes; GROUP BY accepts only sex, vital_status, AGE_BAND(width)`},
 		{"group by repeated", "SELECT COUNT(*) FROM cohort GROUP BY sex, sex",
 			`1:43: GROUP BY sex is repeated`},
 		{"unknown column", "SELECT AVG(weight) FROM cohort",
-			`1:12: unknown column "weight" (columns: sex, birth_year, age, conditions, medications, hba1c, bmi, sbp, dbp, ldl)`},
+			`1:12: unknown column "weight" (columns: sex, birth_year, age, vital_status, conditions, medications, hba1c, bmi, sbp, dbp, ldl)`},
 		{"unknown function", "SELECT FOO(age) FROM cohort",
-			`1:8: unknown function FOO: expected an aggregate (COUNT, SUM, AVG, STDDEV, HISTOGRAM)`},
+			`1:8: unknown function FOO: expected an aggregate (COUNT, SUM, AVG, STDDEV, VARIANCE, HISTOGRAM)`},
 		{"unknown function in WHERE", "SELECT COUNT(*) FROM cohort WHERE LOWER(sex) = 'f'",
 			`1:35: unknown function LOWER in a condition: expected HAS_CONDITION or HAS_MEDICATION`},
 		{"non-numeric aggregate", "SELECT AVG(sex) FROM cohort",
@@ -148,7 +166,7 @@ func TestParseQueryErrors(t *testing.T) {
 		{"sex value", "SELECT COUNT(*) FROM cohort WHERE sex = 'X'",
 			`1:41: sex is 'F' or 'M', found string 'X'`},
 		{"sex ordering", "SELECT COUNT(*) FROM cohort WHERE sex > 'F'",
-			`1:39: sex can only be compared with = or !=`},
+			`1:39: sex can only be compared with = or != (or IN)`},
 		{"codes compared", "SELECT COUNT(*) FROM cohort WHERE conditions = '44054006'",
 			`1:35: column "conditions" holds a list of codes: test it with HAS_CONDITION('code')`},
 		{"empty code list", "SELECT COUNT(*) FROM cohort WHERE HAS_CONDITION()",
@@ -189,7 +207,39 @@ func TestParseQueryErrors(t *testing.T) {
 		{"too deep", "SELECT COUNT(*) FROM cohort WHERE " + strings.Repeat("(", 70) + "age > 1" + strings.Repeat(")", 70),
 			`1:99: expression nested more than 64 deep`},
 		{"missing condition after AND", "SELECT COUNT(*) FROM cohort WHERE age > 1 AND",
-			`1:46: expected a condition (a column comparison, BETWEEN, HAS_CONDITION, HAS_MEDICATION, NOT or "("), found end of input`},
+			`1:46: expected a condition (a column comparison, BETWEEN, IN, HAS_CONDITION, HAS_MEDICATION, NOT or "("), found end of input`},
+		{"AGE_BAND too narrow", "SELECT COUNT(*) FROM cohort GROUP BY AGE_BAND(2)",
+			`1:47: AGE_BAND width must be a whole number of years from 5 to 120 (narrower bands come close to single ages), found number 2`},
+		{"AGE_BAND fractional", "SELECT COUNT(*) FROM cohort GROUP BY AGE_BAND(7.5)",
+			`1:47: AGE_BAND width must be a whole number of years from 5 to 120 (narrower bands come close to single ages), found number 7.5`},
+		{"AGE_BAND without width", "SELECT COUNT(*) FROM cohort GROUP BY AGE_BAND()",
+			`1:47: AGE_BAND width must be a whole number of years from 5 to 120 (narrower bands come close to single ages), found ")"`},
+		{"AGE_BAND twice", "SELECT COUNT(*) FROM cohort GROUP BY AGE_BAND(10), AGE_BAND(5)",
+			`1:52: GROUP BY AGE_BAND(10) is repeated`},
+		{"other function in GROUP BY", "SELECT COUNT(*) FROM cohort GROUP BY YEAR(birth_year)",
+			`1:38: unknown function YEAR in GROUP BY: expected AGE_BAND(width)`},
+		{"IN without list", "SELECT COUNT(*) FROM cohort WHERE age IN 40",
+			`1:42: expected "(" after IN, found number 40`},
+		{"IN empty", "SELECT COUNT(*) FROM cohort WHERE age IN ()",
+			`1:43: expected a number to compare with "age", found ")"`},
+		{"IN string on numeric", "SELECT COUNT(*) FROM cohort WHERE hba1c IN (7, 'x')",
+			`1:48: expected a number to compare with "hba1c", found string 'x'`},
+		{"IN number on categorical", "SELECT COUNT(*) FROM cohort WHERE sex IN ('F', 1)",
+			`1:48: expected 'F' or 'M', found number 1`},
+		{"IN unknown category", "SELECT COUNT(*) FROM cohort WHERE vital_status IN ('dead')",
+			`1:52: vital_status is 'alive' or 'deceased', found string 'dead'`},
+		{"IN unterminated", "SELECT COUNT(*) FROM cohort WHERE age IN (1, 2",
+			`1:47: expected "," or ")", found end of input`},
+		{"IN too long", "SELECT COUNT(*) FROM cohort WHERE age IN (" + edges(257) + ")",
+			`1:1213: IN takes at most 256 values`},
+		{"NOT without BETWEEN or IN", "SELECT COUNT(*) FROM cohort WHERE age NOT 5",
+			`1:43: expected BETWEEN or IN after NOT, found number 5`},
+		{"vital status ordering", "SELECT COUNT(*) FROM cohort WHERE vital_status < 'alive'",
+			`1:48: vital_status can only be compared with = or != (or IN)`},
+		{"MEDIAN refused", "SELECT MEDIAN(hba1c) FROM cohort",
+			`1:8: MEDIAN is not allowed: it would reveal individual values; use AVG, STDDEV or HISTOGRAM`},
+		{"VARIANCE of a category", "SELECT VARIANCE(sex) FROM cohort",
+			`1:17: VARIANCE needs a numeric column, "sex" is not numeric`},
 		{"column position after non-ASCII comment", "-- età\nSELECT médian FROM cohort",
 			`2:9: unexpected character 'é'`},
 	}
@@ -300,6 +350,29 @@ func TestLayout(t *testing.T) {
 		t.Errorf("Layout() mismatch (-want +got):\n%s", diff)
 	}
 
+	// Age bands: enumerated from the age bounds, the last one open-ended.
+	for _, tt := range []struct {
+		src    string
+		labels [][]string
+	}{
+		{"SELECT COUNT(*) FROM cohort GROUP BY AGE_BAND(10)", [][]string{{"0-9"}, {"10-19"}, {"20-29"}, {"30-39"}, {"40-49"}, {"50-59"},
+			{"60-69"}, {"70-79"}, {"80-89"}, {"90-99"}, {"100-109"}, {"110+"}}},
+		{"SELECT COUNT(*) FROM cohort GROUP BY AGE_BAND(50), sex", [][]string{{"0-49", "F"}, {"0-49", "M"}, {"50-99", "F"}, {"50-99", "M"}, {"100+", "F"}, {"100+", "M"}}},
+		{"SELECT COUNT(*) FROM cohort GROUP BY vital_status, AGE_BAND(120)", [][]string{{"alive", "0+"}, {"deceased", "0+"}}},
+	} {
+		q, err := ParseQuery(tt.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][]string
+		for _, c := range q.Layout().Cells {
+			got = append(got, c.Labels)
+		}
+		if diff := cmp.Diff(tt.labels, got); diff != "" {
+			t.Errorf("ParseQuery(%q) cells mismatch (-want +got):\n%s", tt.src, diff)
+		}
+	}
+
 	// The copy is the caller's.
 	l := q.Layout()
 	l.Slots[0].Name = "changed"
@@ -317,6 +390,8 @@ func FuzzParseQuery(f *testing.F) {
 		"SELECT COUNT(*) FROM cohort WHERE ((((age > 1))))",
 		"SELECT HISTOGRAM(age, 0, 1, 2) FROM cohort GROUP BY sex, sex",
 		"SELECT 'x''y' FROM cohort",
+		"SELECT VARIANCE(ldl), COUNT(*) FROM cohort WHERE age IN (40, 50) AND vital_status NOT IN ('deceased') GROUP BY AGE_BAND(10), vital_status",
+		"SELECT COUNT(*) FROM cohort GROUP BY age_band(5), sex",
 	} {
 		f.Add(s)
 	}
@@ -353,6 +428,7 @@ func FuzzParseCriteria(f *testing.F) {
 		"sex != 'm' OR ldl IS NOT NULL",
 		"HAS_CONDITION('E11.9', 'E1*')",
 		"age NOT BETWEEN .5 AND -3.",
+		"sex IN ('f', 'M') AND NOT hba1c NOT IN (7, 8.5) OR vital_status = 'Deceased'",
 	} {
 		f.Add(s)
 	}

@@ -26,7 +26,7 @@ func isKeyword(upper string) bool {
 	return false
 }
 
-const aggregateList = "an aggregate (COUNT, SUM, AVG, STDDEV, HISTOGRAM)"
+const aggregateList = "an aggregate (COUNT, SUM, AVG, STDDEV, VARIANCE, HISTOGRAM)"
 
 type parser struct {
 	toks  []token
@@ -190,7 +190,7 @@ func (p *parser) parsePrimary() (expr, error) {
 		return e, nil
 	case tokIdent:
 	default:
-		return nil, p.errorf(t, "expected a condition (a column comparison, BETWEEN, HAS_CONDITION, HAS_MEDICATION, NOT or \"(\"), found %s", t.describe())
+		return nil, p.errorf(t, "expected a condition (a column comparison, BETWEEN, IN, HAS_CONDITION, HAS_MEDICATION, NOT or \"(\"), found %s", t.describe())
 	}
 	p.next()
 	name := strings.ToLower(t.text)
@@ -253,19 +253,14 @@ func (p *parser) parsePredicate(col column) (expr, error) {
 		if op == "<>" {
 			op = "!="
 		}
-		lit := p.peek()
-		if col.kind == kindSex {
+		if col.kind == kindCat {
 			if op != "=" && op != "!=" {
-				return nil, p.errorf(t, "sex can only be compared with = or !=")
+				return nil, p.errorf(t, "%s can only be compared with = or != (or IN)", col.name)
 			}
-			if lit.kind != tokString {
-				return nil, p.errorf(lit, "expected 'F' or 'M', found %s", lit.describe())
+			v, err := p.parseCategory(col)
+			if err != nil {
+				return nil, err
 			}
-			v := strings.ToUpper(lit.text)
-			if v != "F" && v != "M" {
-				return nil, p.errorf(lit, "sex is 'F' or 'M', found %s", lit.describe())
-			}
-			p.next()
 			return &cmpExpr{col: col, op: op, str: v}, nil
 		}
 		v, err := p.parseNumber(col)
@@ -273,6 +268,13 @@ func (p *parser) parsePredicate(col column) (expr, error) {
 			return nil, err
 		}
 		return &cmpExpr{col: col, op: op, num: v}, nil
+	case t.upper() == "IN" || t.upper() == "NOT" && p.toks[p.pos+1].upper() == "IN":
+		p.next()
+		not := t.upper() == "NOT"
+		if not {
+			p.next() // IN
+		}
+		return p.parseIn(col, not)
 	case t.upper() == "BETWEEN" || t.upper() == "NOT" || t.upper() == "IS":
 		p.next()
 		if t.upper() == "IS" {
@@ -287,9 +289,10 @@ func (p *parser) parsePredicate(col column) (expr, error) {
 		}
 		not := t.upper() == "NOT"
 		if not {
-			if err := p.expectKeyword("BETWEEN"); err != nil {
-				return nil, err
+			if b := p.peek(); b.upper() != "BETWEEN" {
+				return nil, p.errorf(b, "expected BETWEEN or IN after NOT, found %s", b.describe())
 			}
+			p.next()
 		}
 		if !col.numeric() {
 			return nil, p.errorf(t, "BETWEEN needs a numeric column, %q is not numeric", col.name)
@@ -307,7 +310,56 @@ func (p *parser) parsePredicate(col column) (expr, error) {
 		}
 		return &betweenExpr{col: col, lo: lo, hi: hi, not: not}, nil
 	default:
-		return nil, p.errorf(t, "expected a comparison (=, !=, <, <=, >, >=), BETWEEN or IS NULL after %q, found %s", col.name, t.describe())
+		return nil, p.errorf(t, "expected a comparison (=, !=, <, <=, >, >=), BETWEEN, IN or IS NULL after %q, found %s", col.name, t.describe())
+	}
+}
+
+// parseCategory parses a string literal from a categorical column's domain
+// and returns its declared spelling.
+func (p *parser) parseCategory(col column) (string, error) {
+	lit := p.peek()
+	if lit.kind != tokString {
+		return "", p.errorf(lit, "expected %s, found %s", col.domainText(), lit.describe())
+	}
+	i, ok := col.groupIndex(lit.text)
+	if !ok {
+		return "", p.errorf(lit, "%s is %s, found %s", col.name, col.domainText(), lit.describe())
+	}
+	p.next()
+	return col.groups[i], nil
+}
+
+// parseIn parses the list of col [NOT] IN (v1, v2, ...) after IN.
+func (p *parser) parseIn(col column, not bool) (expr, error) {
+	if _, err := p.expect(tokLParen, `"(" after IN`); err != nil {
+		return nil, err
+	}
+	e := &inExpr{col: col, not: not}
+	for {
+		t := p.peek()
+		if len(e.nums)+len(e.strs) == maxCodes {
+			return nil, p.errorf(t, "IN takes at most %d values", maxCodes)
+		}
+		if col.kind == kindCat {
+			v, err := p.parseCategory(col)
+			if err != nil {
+				return nil, err
+			}
+			e.strs = append(e.strs, v)
+		} else {
+			v, err := p.parseNumber(col)
+			if err != nil {
+				return nil, err
+			}
+			e.nums = append(e.nums, v)
+		}
+		if p.accept(tokComma) {
+			continue
+		}
+		if _, err := p.expect(tokRParen, `"," or ")"`); err != nil {
+			return nil, err
+		}
+		return e, nil
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 type Query struct {
 	items   []selectItem
 	where   *Criteria // nil: every patient
-	groupBy []column
+	groupBy []groupKey
 	stats   []stat
 	spc     int // slots per cell
 	layout  Layout
@@ -25,11 +25,59 @@ const (
 	fnSum
 	fnAvg
 	fnStddev
+	fnVariance
 	fnHist
 )
 
 func (f aggFn) String() string {
-	return [...]string{"COUNT", "COUNT", "SUM", "AVG", "STDDEV", "HISTOGRAM"}[f]
+	return [...]string{"COUNT", "COUNT", "SUM", "AVG", "STDDEV", "VARIANCE", "HISTOGRAM"}[f]
+}
+
+// groupKey is one GROUP BY term: a categorical column, or AGE_BAND(width).
+// Its cells come from the declared domain or the age bounds, never from data.
+type groupKey struct {
+	col    column   // the categorical column, or age for an age band
+	width  int      // AGE_BAND width in years; 0 for a categorical column
+	labels []string // one per cell, in cell order
+}
+
+// Age bands: AGE_BAND(w) puts age a in band min(a/w, last), where the last
+// band is open-ended, so the clamped ages 0..120 fill ceil(120/w) cells.
+const (
+	minAgeBand = 5
+	maxAgeBand = 120
+)
+
+func ageBandKey(width int) groupKey {
+	age, _ := lookupColumn("age")
+	hi := int(age.hi)
+	n := (hi + width - 1) / width
+	g := groupKey{col: age, width: width}
+	for k := range n {
+		lo := k * width
+		if k == n-1 {
+			g.labels = append(g.labels, fmt.Sprintf("%d+", lo))
+		} else {
+			g.labels = append(g.labels, fmt.Sprintf("%d-%d", lo, lo+width-1))
+		}
+	}
+	return g
+}
+
+// name is the key's output column name.
+func (g groupKey) name() string {
+	if g.width > 0 {
+		return fmt.Sprintf("age_band(%d)", g.width)
+	}
+	return g.col.name
+}
+
+// text is the key as written in a normalised query.
+func (g groupKey) text() string {
+	if g.width > 0 {
+		return fmt.Sprintf("AGE_BAND(%d)", g.width)
+	}
+	return g.col.name
 }
 
 type selectItem struct {
@@ -158,22 +206,22 @@ func ParseQuery(src string) (*Query, error) {
 		}
 		for {
 			t := p.peek()
-			col, err := p.parseGroupColumn()
+			key, err := p.parseGroupKey()
 			if err != nil {
 				return nil, err
 			}
 			for _, g := range q.groupBy {
-				if g.name == col.name {
-					return nil, p.errorf(t, "GROUP BY %s is repeated", col.name)
+				if g.col.name == key.col.name {
+					return nil, p.errorf(t, "GROUP BY %s is repeated", g.text())
 				}
 			}
-			if prev, clash := names[col.name]; clash {
-				return nil, p.errorf(prev, "output column %q clashes with GROUP BY %s: use AS to name it differently", col.name, col.name)
+			if prev, clash := names[key.name()]; clash {
+				return nil, p.errorf(prev, "output column %q clashes with GROUP BY %s: use AS to name it differently", key.name(), key.text())
 			}
 			if len(q.groupBy) == maxGroupBy {
 				return nil, p.errorf(t, "at most %d GROUP BY columns", maxGroupBy)
 			}
-			q.groupBy = append(q.groupBy, col)
+			q.groupBy = append(q.groupBy, key)
 			if !p.accept(tokComma) {
 				break
 			}
@@ -232,6 +280,8 @@ func (p *parser) parseItem() (selectItem, error) {
 		it.fn = fnAvg
 	case "STDDEV":
 		it.fn = fnStddev
+	case "VARIANCE":
+		it.fn = fnVariance
 	case "HISTOGRAM":
 		it.fn = fnHist
 	case "MIN", "MAX", "MEDIAN", "PERCENTILE", "PERCENTILE_CONT", "PERCENTILE_DISC", "MODE", "FIRST", "LAST", "ANY_VALUE", "ARRAY_AGG", "STRING_AGG", "GROUP_CONCAT":
@@ -316,28 +366,46 @@ func (p *parser) parseEdges(it *selectItem) error {
 	return nil
 }
 
-// parseGroupColumn parses one GROUP BY column.
-func (p *parser) parseGroupColumn() (column, error) {
+// parseGroupKey parses one GROUP BY term: a categorical column or
+// AGE_BAND(width).
+func (p *parser) parseGroupKey() (groupKey, error) {
 	t := p.peek()
 	if t.kind != tokIdent || isKeyword(t.upper()) {
-		return column{}, p.errorf(t, "expected a column to GROUP BY (%s), found %s", groupableNames(), t.describe())
+		return groupKey{}, p.errorf(t, "expected a column to GROUP BY (%s), found %s", groupableNames(), t.describe())
 	}
 	p.next()
+	if p.peek().kind == tokLParen {
+		if t.upper() != "AGE_BAND" {
+			return groupKey{}, p.errorf(t, "unknown function %s in GROUP BY: expected AGE_BAND(width)", t.upper())
+		}
+		p.next() // (
+		w := p.peek()
+		if w.kind != tokNumber || w.num != math.Trunc(w.num) || w.num < minAgeBand || w.num > maxAgeBand {
+			return groupKey{}, p.errorf(w, "AGE_BAND width must be a whole number of years from %d to %d (narrower bands come close to single ages), found %s", minAgeBand, maxAgeBand, w.describe())
+		}
+		p.next()
+		if _, err := p.expect(tokRParen, `")"`); err != nil {
+			return groupKey{}, err
+		}
+		return ageBandKey(int(w.num)), nil
+	}
 	col, err := p.queryableColumn(t)
 	if err != nil {
-		return column{}, err
+		return groupKey{}, err
 	}
 	if col.groups == nil {
 		kind := "it has unbounded cardinality"
 		switch {
+		case col.field == fAge:
+			kind = "use AGE_BAND(width) to group ages"
 		case col.numeric():
 			kind = "numeric columns have unbounded cardinality"
 		case col.kind == kindCodes:
 			kind = "it holds lists of codes"
 		}
-		return column{}, p.errorf(t, "cannot GROUP BY %q: %s; GROUP BY accepts only %s", col.name, kind, groupableNames())
+		return groupKey{}, p.errorf(t, "cannot GROUP BY %q: %s; GROUP BY accepts only %s", col.name, kind, groupableNames())
 	}
-	return col, nil
+	return groupKey{col: col, labels: col.groups}, nil
 }
 
 func groupableNames() string {
@@ -347,7 +415,7 @@ func groupableNames() string {
 			names = append(names, c.name)
 		}
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(append(names, "AGE_BAND(width)"), ", ")
 }
 
 // String returns the normalised text of the query. The ledger stores the
@@ -372,7 +440,7 @@ func (q *Query) String() string {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(g.name)
+			b.WriteString(g.text())
 		}
 	}
 	return b.String()
@@ -381,11 +449,12 @@ func (q *Query) String() string {
 // Where returns the query's WHERE criteria, or nil if it has none.
 func (q *Query) Where() *Criteria { return q.where }
 
-// GroupBy returns the names of the GROUP BY columns, in order.
+// GroupBy returns the names of the GROUP BY columns, in order: a column's
+// name, or "age_band(w)" for AGE_BAND(w).
 func (q *Query) GroupBy() []string {
 	var out []string
 	for _, g := range q.groupBy {
-		out = append(out, g.name)
+		out = append(out, g.name())
 	}
 	return out
 }
@@ -403,14 +472,14 @@ func (q *Query) Categories() []string {
 		}
 	}
 	for _, g := range q.groupBy {
-		set[g.category] = true
+		set[g.col.category] = true
 	}
 	return sortedKeys(set)
 }
 
 // Layout is the data-independent shape of a query's aggregate vector: every
-// GROUP BY cell is enumerated from the column's bounded domain (sex: F, M),
-// never from the data. The vector holds, cell after cell, the same slots.
+// GROUP BY cell is enumerated from the column's bounded domain (sex: F, M;
+// AGE_BAND(10): 0-9, 10-19, ..., 110+), never from the data. The vector holds, cell after cell, the same slots.
 type Layout struct {
 	Cells []Cell
 	Slots []Slot
@@ -496,7 +565,7 @@ func (q *Query) plan() {
 		case fnSum, fnAvg:
 			it.n = need(stat{kind: stN, col: c})
 			it.sum = need(stat{kind: stSum, col: c})
-		case fnStddev:
+		case fnStddev, fnVariance:
 			it.n = need(stat{kind: stN, col: c})
 			it.sum = need(stat{kind: stSum, col: c})
 			it.sumsq = need(stat{kind: stSumSq, col: c})
@@ -522,7 +591,7 @@ func (q *Query) plan() {
 	for _, g := range q.groupBy {
 		var next []Cell
 		for _, c := range cells {
-			for _, l := range g.groups {
+			for _, l := range g.labels {
 				next = append(next, Cell{Labels: append(slices.Clone(c.Labels), l)})
 			}
 		}

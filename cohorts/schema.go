@@ -25,7 +25,7 @@ const (
 
 // SchemaVersion is the version of the patient table schema written by this
 // package and required by [Open].
-const SchemaVersion = "1"
+const SchemaVersion = "2"
 
 // Schema metadata keys.
 const (
@@ -47,12 +47,20 @@ func Categories() []string {
 	return c
 }
 
+// Values of the vital_status column: whether the patient had died by the
+// reference date. Ages are counted at the reference date for every patient,
+// so a query about living patients says vital_status = 'alive'.
+const (
+	VitalAlive    = "alive"
+	VitalDeceased = "deceased"
+)
+
 // colKind says how a column is stored and what a query may do with it.
 type colKind int
 
 const (
 	kindID    colKind = iota // utf8, never queryable
-	kindSex                  // utf8 "F" | "M", groupable
+	kindCat                  // utf8 from a declared domain (sex, vital_status), groupable
 	kindInt                  // int32, numeric
 	kindFloat                // float64 nullable, numeric
 	kindCodes                // list<utf8>, HAS_CONDITION / HAS_MEDICATION
@@ -64,6 +72,7 @@ const (
 	fSex
 	fBirthYear
 	fAge
+	fVital
 	fConditions
 	fMedications
 	fHbA1c
@@ -80,12 +89,35 @@ type column struct {
 	field    int
 	kind     colKind
 	category string
-	lo, hi   float64 // declared public bounds (numeric columns)
-	decimals int     // fixed-point decimals (numeric columns)
-	groups   []string
+	lo, hi   float64  // declared public bounds (numeric columns)
+	decimals int      // fixed-point decimals (numeric columns)
+	groups   []string // kindCat: the declared domain, in cell order
 }
 
 func (c column) numeric() bool { return c.kind == kindInt || c.kind == kindFloat }
+
+// groupIndex returns the index of v in a categorical column's domain,
+// matching case-insensitively, so 'f' means "F" and 'Deceased' "deceased".
+func (c column) groupIndex(v string) (int, bool) {
+	for i, g := range c.groups {
+		if strings.EqualFold(g, v) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// domainText lists a categorical column's values for messages: 'F' or 'M'.
+func (c column) domainText() string {
+	q := make([]string, len(c.groups))
+	for i, g := range c.groups {
+		q[i] = quoteSQL(g)
+	}
+	if len(q) <= 2 {
+		return strings.Join(q, " or ")
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
 
 // scale is 10^decimals.
 func (c column) scale() int64 {
@@ -128,9 +160,10 @@ func (c column) arrowType() arrow.DataType {
 func allColumns() []column {
 	return []column{
 		{name: "patient_id", field: fID, kind: kindID},
-		{name: "sex", field: fSex, kind: kindSex, category: CatDemographics, groups: []string{"F", "M"}},
+		{name: "sex", field: fSex, kind: kindCat, category: CatDemographics, groups: []string{"F", "M"}},
 		{name: "birth_year", field: fBirthYear, kind: kindInt, category: CatDemographics, lo: 1900, hi: 2030},
 		{name: "age", field: fAge, kind: kindInt, category: CatDemographics, lo: 0, hi: 120},
+		{name: "vital_status", field: fVital, kind: kindCat, category: CatDemographics, groups: []string{VitalAlive, VitalDeceased}},
 		{name: "conditions", field: fConditions, kind: kindCodes, category: CatConditions},
 		{name: "medications", field: fMedications, kind: kindCodes, category: CatMedications},
 		{name: "hba1c", field: fHbA1c, kind: kindFloat, category: CatLabs, lo: 3, hi: 20, decimals: 1},

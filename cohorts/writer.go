@@ -45,7 +45,8 @@ type Patient struct {
 	ID          string // the custodian's pseudonymous record id
 	Sex         string // "F" or "M"
 	BirthYear   int
-	Age         int      // whole years at the dataset's reference date (see AgeAt)
+	Age         int      // whole years at the dataset's reference date (see AgeAt), also for the deceased
+	Deceased    bool     // died on or before the reference date: vital_status 'deceased'
 	Conditions  []string // SNOMED CT (or ICD-10) codes
 	Medications []string // RxNorm codes
 	HbA1c       Measure  // %
@@ -127,7 +128,7 @@ type DatasetWriter struct {
 	done    bool
 
 	// typed builders, in schema order
-	id, sex           *array.StringBuilder
+	id, sex, vital    *array.StringBuilder
 	birthYear, age    *array.Int32Builder
 	conds, meds       *array.ListBuilder
 	condVals, medVals *array.StringBuilder
@@ -184,6 +185,7 @@ func createDataset(ctx context.Context, path string, refDate time.Time, mem memo
 	w.sex = w.rb.Field(fSex).(*array.StringBuilder)
 	w.birthYear = w.rb.Field(fBirthYear).(*array.Int32Builder)
 	w.age = w.rb.Field(fAge).(*array.Int32Builder)
+	w.vital = w.rb.Field(fVital).(*array.StringBuilder)
 	w.conds = w.rb.Field(fConditions).(*array.ListBuilder)
 	w.condVals = w.conds.ValueBuilder().(*array.StringBuilder)
 	w.meds = w.rb.Field(fMedications).(*array.ListBuilder)
@@ -215,6 +217,11 @@ func (w *DatasetWriter) Write(ctx context.Context, p *Patient) error {
 	w.sex.Append(p.Sex)
 	w.birthYear.Append(int32(p.BirthYear))
 	w.age.Append(int32(p.Age))
+	if p.Deceased {
+		w.vital.Append(VitalDeceased)
+	} else {
+		w.vital.Append(VitalAlive)
+	}
 	w.conds.Append(true)
 	for _, c := range p.Conditions {
 		w.condVals.Append(c)
