@@ -86,9 +86,11 @@ func ExampleRunLocal() {
 }
 
 // Example_twoRounds shows the query protocol role by role, as the exchange
-// runs it over the network: a gate round on noisy counts, then a release
-// round re-encrypted to the sponsor. Here one custodian and the ethics board
-// hold the key; noise is on, so only the suppression pattern is printed.
+// runs it over the network: every party sends one ciphertext; the exchange
+// sums them, has the key holders decrypt only the noisy counts (the gate),
+// then has them re-encrypt only the released slots to the sponsor. Here one
+// custodian and the ethics board hold the key; noise is on, so only the
+// suppression pattern is printed.
 func Example_twoRounds() {
 	p, err := privacy.NewParams(privacy.DefaultParams())
 	if err != nil {
@@ -126,29 +128,31 @@ func Example_twoRounds() {
 	}
 	vec := []int64{2400, 61000, 3, 150} // the custodian's plaintext aggregate
 
-	// Each key holder draws its private noise share and keeps it for both rounds.
-	noise := make([]*privacy.NoiseShare, len(holders))
-	for i, h := range holders {
-		if noise[i], err = h.DrawNoise(spec, len(holders)); err != nil {
-			log.Fatal(err)
-		}
-	}
-
-	// Gate round: count-like slots only.
-	msgs := [][]byte{}
-	ct, err := privacy.EncryptCounts(p, pk, spec, vec) // custodian
+	// One message per party: the custodian's vector, each key holder's
+	// private noise share.
+	ct, err := privacy.Encrypt(p, pk, spec, vec) // custodian
 	if err != nil {
 		log.Fatal(err)
 	}
-	msgs = append(msgs, ct)
-	for _, n := range noise { // key holders
-		ct, err := n.EncryptCounts(p, pk)
+	msgs := [][]byte{ct}
+	for _, h := range holders { // key holders
+		n, err := h.DrawNoise(spec, len(holders))
+		if err != nil {
+			log.Fatal(err)
+		}
+		ct, err := n.Encrypt(p, pk)
 		if err != nil {
 			log.Fatal(err)
 		}
 		msgs = append(msgs, ct)
 	}
-	gateCT, err := privacy.Add(p, msgs...) // exchange
+	sum, err := privacy.Add(p, msgs...) // exchange
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Gate: only the count-like slots are decrypted.
+	gateCT, err := privacy.SelectCounts(p, spec, sum) // exchange
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -166,33 +170,20 @@ func Example_twoRounds() {
 	}
 	suppressed := privacy.Gate(spec, noisy)
 
-	// Release round: the full vector, suppressed slots zero, same noise.
-	msgs = msgs[:0]
-	ct, err = privacy.EncryptPayload(p, pk, spec, vec, suppressed)
-	if err != nil {
-		log.Fatal(err)
-	}
-	msgs = append(msgs, ct)
-	for _, n := range noise {
-		ct, err := n.EncryptPayload(p, pk, suppressed)
-		if err != nil {
-			log.Fatal(err)
-		}
-		msgs = append(msgs, ct)
-	}
-	payload, err := privacy.Add(p, msgs...)
+	// Release: only the unsuppressed slots of the layout, to the sponsor.
+	releaseCT, err := privacy.SelectRelease(p, spec, suppressed, sum) // exchange
 	if err != nil {
 		log.Fatal(err)
 	}
 	shares = shares[:0]
 	for _, h := range holders {
-		s, err := h.SwitchShare(payload, sponsorPub)
+		s, err := h.SwitchShare(releaseCT, sponsorPub)
 		if err != nil {
 			log.Fatal(err)
 		}
 		shares = append(shares, s)
 	}
-	forSponsor, err := privacy.CombineSwitch(p, payload, shares)
+	forSponsor, err := privacy.CombineSwitch(p, releaseCT, shares)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -235,4 +226,41 @@ func ExampleSpec_Check() {
 	// Output:
 	// true
 	// privacy: invalid spec: slot 1: totals could reach Records·MaxAbs = 262144·4294967296 = 1125899906842624 plus a noise tail of 549755813889, not below T/2 = 562949953495040: they would wrap modulo the plaintext modulus (lower Records or MaxAbs, raise epsilon, or split the statistic)
+}
+
+// ExampleCheckDifferencing is the differencing check of a sponsor's second
+// query, WHERE age >= 40 AND NOT <a predicate only one patient meets>,
+// against the first, WHERE age >= 40. Each custodian compares the two
+// cohorts on its own node and reports counts capped at the minimum cell
+// size; the referee sums them and refuses.
+func ExampleCheckDifferencing() {
+	const minCell = 10
+	reports := []privacy.CohortReport{
+		{ // hospital-a: the patient is one of its own
+			Cells: []int64{privacy.Cap(412, minCell)},
+			Comparisons: []privacy.SetComparison{{
+				Earlier: "qry-1", Cell: 0, EarlierCell: 0, SameShape: true,
+				Size: privacy.Cap(412, minCell), EarlierSize: privacy.Cap(413, minCell),
+				Differ: 1, Shared: 1, // licensed for both queries
+			}},
+		},
+		{ // lab-b: identical cohorts
+			Cells: []int64{privacy.Cap(388, minCell)},
+			Comparisons: []privacy.SetComparison{{
+				Earlier: "qry-1", Cell: 0, EarlierCell: 0, SameShape: true,
+				Size: privacy.Cap(388, minCell), EarlierSize: privacy.Cap(388, minCell),
+			}},
+		},
+	}
+	_, err := privacy.CheckDifferencing(minCell, true, reports)
+	fmt.Println(errors.Is(err, privacy.ErrDifferencing))
+
+	// The same pair after a revocation, with no predicate difference: a
+	// licence change, allowed and recorded.
+	reports[0].Comparisons[0].Shared = 0
+	d, err := privacy.CheckDifferencing(minCell, true, reports)
+	fmt.Println(err, d.Compared, d.LicenceChangeOnly)
+	// Output:
+	// true
+	// <nil> 1 [qry-1]
 }

@@ -22,6 +22,15 @@ type KeyHolder struct {
 	p  Params
 	id string
 	sk *rlwe.SecretKey
+
+	// The last sponsor public key seen by SwitchShare, parsed: a study has
+	// one sponsor, whose key need not be decoded and hashed every query.
+	mu      sync.Mutex
+	sponsor struct {
+		raw []byte
+		pk  *rlwe.PublicKey
+		id  [digestLen]byte
+	}
 }
 
 // NewKeyHolder draws a fresh secret-key share (ternary, from crypto/rand) for

@@ -149,7 +149,11 @@ func TestMalformedMessages(t *testing.T) {
 	khb, _ := s.holders[0].MarshalBinary()
 	pkb, _ := s.pk.MarshalBinary()
 	spb, _ := s.sponsor.MarshalBinary()
-	ct, err := EncryptCounts(p, s.pk, sexSpec(false), sexContributions()[0])
+	sum, err := Encrypt(p, s.pk, sexSpec(false), sexContributions()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := SelectCounts(p, sexSpec(false), sum)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,11 +161,12 @@ func TestMalformedMessages(t *testing.T) {
 		msg   []byte
 		parse func([]byte) error
 	}{
-		"key holder":  {khb, func(b []byte) error { _, err := UnmarshalKeyHolder(p, b); return err }},
-		"public key":  {pkb, func(b []byte) error { _, err := UnmarshalPublicKey(p, b); return err }},
-		"sponsor key": {spb, func(b []byte) error { _, err := UnmarshalSponsorKey(p, b); return err }},
-		"sponsor pub": {s.pub, func(b []byte) error { _, _, err := parseSponsorPublic(p, b); return err }},
-		"ciphertext":  {ct, func(b []byte) error { _, err := s.holders[0].DecryptShare(b); return err }},
+		"key holder":   {khb, func(b []byte) error { _, err := UnmarshalKeyHolder(p, b); return err }},
+		"public key":   {pkb, func(b []byte) error { _, err := UnmarshalPublicKey(p, b); return err }},
+		"sponsor key":  {spb, func(b []byte) error { _, err := UnmarshalSponsorKey(p, b); return err }},
+		"sponsor pub":  {s.pub, func(b []byte) error { _, _, err := parseSponsorPublic(p, b); return err }},
+		"ciphertext":   {ct, func(b []byte) error { _, err := s.holders[0].DecryptShare(b); return err }},
+		"contribution": {sum, func(b []byte) error { _, err := Add(p, b); return err }},
 	}
 	unreduced := func(b []byte) []byte {
 		c := bytes.Clone(b)
@@ -215,7 +220,15 @@ func FuzzMessages(f *testing.F) {
 	s := newStudy(f, "a", "b")
 	p := s.p
 	spec := sexSpec(false)
-	ct, err := EncryptCounts(p, s.pk, spec, sexContributions()[0])
+	contrib, err := Encrypt(p, s.pk, spec, sexContributions()[0])
+	if err != nil {
+		f.Fatal(err)
+	}
+	ct, err := SelectCounts(p, spec, contrib)
+	if err != nil {
+		f.Fatal(err)
+	}
+	rel, err := SelectRelease(p, spec, make([]bool, len(spec.Slots)), contrib)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -224,7 +237,7 @@ func FuzzMessages(f *testing.F) {
 	pkb, _ := s.pk.MarshalBinary()
 	ns, _ := s.holders[0].DrawNoise(spec, 2)
 	nsb, _ := ns.MarshalBinary()
-	for _, seed := range [][]byte{ct, ds, khb, pkb, s.pub, nsb, ct[:headerLen+1]} {
+	for _, seed := range [][]byte{contrib, ct, rel, ds, khb, pkb, s.pub, nsb, ct[:headerLen+1]} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -232,11 +245,13 @@ func FuzzMessages(f *testing.F) {
 		UnmarshalPublicKey(p, b)
 		UnmarshalSponsorKey(p, b)
 		UnmarshalNoiseShare(p, b)
-		Add(p, ct, b)
+		Add(p, contrib, b)
+		SelectCounts(p, spec, b)
+		SelectRelease(p, spec, make([]bool, len(spec.Slots)), b)
 		CombineDecrypt(p, ct, [][]byte{ds, b}, 4)
 		CombineDecrypt(p, b, [][]byte{ds}, 4)
 		s.holders[1].SwitchShare(b, s.pub)
-		s.holders[1].SwitchShare(ct, b)
+		s.holders[1].SwitchShare(rel, b)
 		s.sponsor.Decrypt(b, 4)
 	})
 }

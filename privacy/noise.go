@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 )
 
 // Distributed discrete Laplace noise.
@@ -211,9 +212,9 @@ func discreteLaplaceVariance(b float64) float64 {
 }
 
 // NoiseShare is one key holder's private noise for one query: a share of
-// every slot's discrete Laplace noise. It is used twice, for the gate and for
-// the release, so the counts carry the same noise both times and epsilon is
-// spent once. Draw a new one for every query, never reuse one. String,
+// every slot's discrete Laplace noise. It is encrypted once (Encrypt); the
+// gate and the release are selected from the same sum, so the counts carry
+// the same noise both times and epsilon is spent once. Draw a new one for every query, never reuse one. String,
 // GoString and LogValue never show the noise.
 type NoiseShare struct {
 	p      Params
@@ -258,43 +259,83 @@ func (n *NoiseShare) GoString() string { return n.String() }
 // LogValue makes slog record the holder only, never the noise.
 func (n *NoiseShare) LogValue() slog.Value { return slog.StringValue(n.String()) }
 
-// EncryptCounts encrypts the share's noise on the count-like slots (sum slots
-// zero) for the gate round.
-func (n *NoiseShare) EncryptCounts(p Params, pk *PublicKey) ([]byte, error) {
+// Encrypt encrypts the share's noise on every slot: the key holder's
+// contribution to the query, summed with the contributors' by Add. The gate
+// and the release are both selected from that one sum, so the counts carry
+// the same noise at the gate and in the result and epsilon is spent once.
+func (n *NoiseShare) Encrypt(p Params, pk *PublicKey) ([]byte, error) {
+	return n.encrypt("encrypt noise", p, pk, func(int) bool { return true })
+}
+
+// EncryptWith is the one message of a contributor that also holds a key
+// share (a custodian): its vector vec for spec plus this noise share, in a
+// single ciphertext. It saves an encryption and a message; the holder learns
+// nothing it did not know, since it drew the share itself. spec must be the
+// spec the share was drawn for.
+func (n *NoiseShare) EncryptWith(p Params, pk *PublicKey, spec Spec, vec []int64) ([]byte, error) {
 	if err := n.sameParams(p, pk); err != nil {
-		return nil, fmt.Errorf("encrypt noise counts of %s: %w", n.holder, err)
+		return nil, fmt.Errorf("encrypt with noise of %s: %w", n.holder, err)
 	}
-	vals := make([]int64, len(n.noise))
-	for i, sl := range n.spec.Slots {
-		if sl.Kind == SlotCount {
-			vals[i] = n.noise[i]
-		}
+	if err := spec.Check(p); err != nil {
+		return nil, fmt.Errorf("encrypt with noise of %s: %w", n.holder, err)
 	}
-	b, err := encryptVector(p, pk, kindGate, vals)
+	if !sameSpec(spec, n.spec) {
+		return nil, fmt.Errorf("encrypt with noise of %s: %w: the noise share was drawn for another spec", n.holder, ErrInvalidSpec)
+	}
+	if err := checkVector(spec, vec); err != nil {
+		return nil, fmt.Errorf("encrypt with noise of %s: %w", n.holder, err)
+	}
+	vals := make([]int64, len(vec))
+	for i, v := range vec {
+		// Spec.Check reserves room for the noise tail below T/2.
+		vals[i] = v + n.noise[i]
+	}
+	b, err := encryptVector(p, pk, vals)
 	if err != nil {
-		return nil, fmt.Errorf("encrypt noise counts of %s: %w", n.holder, err)
+		return nil, fmt.Errorf("encrypt with noise of %s: %w", n.holder, err)
 	}
 	return b, nil
 }
 
-// EncryptPayload encrypts the share's noise on every slot, suppressed slots
-// zero, for the release round.
+func sameSpec(a, b Spec) bool {
+	return a.Records == b.Records && a.MinCell == b.MinCell && a.Epsilon == b.Epsilon && a.Noise == b.Noise &&
+		slices.Equal(a.Slots, b.Slots)
+}
+
+// EncryptCounts encrypts the share's noise on the count-like slots only.
+//
+// Deprecated: use Encrypt; the exchange selects the count-like slots itself.
+func (n *NoiseShare) EncryptCounts(p Params, pk *PublicKey) ([]byte, error) {
+	return n.encrypt("encrypt noise counts", p, pk, func(i int) bool { return n.spec.Slots[i].Kind == SlotCount })
+}
+
+// EncryptPayload encrypts the share's noise with suppressed slots zero (nil:
+// none).
+//
+// Deprecated: use Encrypt; SelectRelease withholds suppressed slots.
 func (n *NoiseShare) EncryptPayload(p Params, pk *PublicKey, suppressed []bool) ([]byte, error) {
-	if err := n.sameParams(p, pk); err != nil {
-		return nil, fmt.Errorf("encrypt noise payload of %s: %w", n.holder, err)
+	if suppressed == nil {
+		suppressed = make([]bool, len(n.noise))
 	}
 	if len(suppressed) != len(n.noise) {
 		return nil, fmt.Errorf("encrypt noise payload of %s: %w: suppression mask has %d entries for %d slots", n.holder, ErrInvalidSpec, len(suppressed), len(n.noise))
 	}
+	return n.encrypt("encrypt noise payload", p, pk, func(i int) bool { return !suppressed[i] })
+}
+
+func (n *NoiseShare) encrypt(what string, p Params, pk *PublicKey, keep func(int) bool) ([]byte, error) {
+	if err := n.sameParams(p, pk); err != nil {
+		return nil, fmt.Errorf("%s of %s: %w", what, n.holder, err)
+	}
 	vals := make([]int64, len(n.noise))
 	for i, v := range n.noise {
-		if !suppressed[i] {
+		if keep(i) {
 			vals[i] = v
 		}
 	}
-	b, err := encryptVector(p, pk, kindRelease, vals)
+	b, err := encryptVector(p, pk, vals)
 	if err != nil {
-		return nil, fmt.Errorf("encrypt noise payload of %s: %w", n.holder, err)
+		return nil, fmt.Errorf("%s of %s: %w", what, n.holder, err)
 	}
 	return b, nil
 }
@@ -309,8 +350,8 @@ func (n *NoiseShare) sameParams(p Params, pk *PublicKey) error {
 	return nil
 }
 
-// MarshalBinary encodes the share, for the key holder's own storage between
-// the gate and the release rounds only.
+// MarshalBinary encodes the share, for the key holder's own storage while
+// its query runs only.
 func (n *NoiseShare) MarshalBinary() ([]byte, error) {
 	w := newWriter(n.p, kindNoiseShare, 64+len(n.holder)+len(n.spec.Slots)*56)
 	w.u16(uint16(len(n.holder)))

@@ -34,20 +34,32 @@ var (
 const (
 	// MinSmudgingSigma is the smallest smudging (noise flooding) standard
 	// deviation accepted per key holder. The aggregate ciphertext noise before
-	// a key switch is about 2^15; 2^40 keeps a statistical gap of at least
-	// 2^-25 between what a decryption reveals and the secret keys, and the
-	// default 2^50 keeps about 2^-35.
+	// a key switch is about 2^9 (a few fresh encryptions passed through the
+	// selector and one modulus drop, see SelectCounts); NewParams also requires
+	// σ to exceed it by MinFloodingGap bits.
 	MinSmudgingSigma = 1 << 40
+
+	// MinFloodingGap is the smallest accepted gap, in bits, between the
+	// smudging σ and the estimated noise of the ciphertext it floods: what a
+	// collective decryption reveals about the secret shares and the inputs is
+	// at most about 2^−MinFloodingGap. The default parameters keep about 2^41.
+	MinFloodingGap = 30
 
 	// MaxKeyHolders bounds the number of key holders whose smudging noise is
 	// summed in one key switch. NewParams checks that T times that much noise
-	// still decrypts correctly.
-	MaxKeyHolders = 256
+	// still decrypts correctly at the level where key switches happen, one
+	// modulus below the top (8 standard deviations of the summed noise: a
+	// failure probability below 2^−40 over all coefficients).
+	MaxKeyHolders = 64
 
 	// smudgingBoundStd is the truncation bound of the smudging Gaussian in
 	// standard deviations. Lattigo v5.0.7 corrupts samples above the smallest
 	// ciphertext prime, so 6σ must stay below it (notes/privacy.md, pitfall 1).
 	smudgingBoundStd = 6
+
+	// decryptTailStd is how many standard deviations of the summed smudging
+	// noise the decryption check allows for.
+	decryptTailStd = 8
 )
 
 // maxLogQP is the largest log2(QP) for 128-bit security with uniform ternary
@@ -105,13 +117,15 @@ type paramsState struct {
 	lit         ParamsLiteral
 	he          heint.Parameters
 	fingerprint [8]byte
-	level       int // level at which every ciphertext is made
+	level       int // level at which contributions are encrypted
+	sealLevel   int // level of selected (sealed) ciphertexts, key switches and results
 	smudging    ring.DiscreteGaussian
 	zeroSK      *rlwe.SecretKey
 
 	// Lattigo encoders and protocols hold scratch buffers and are not safe
 	// for concurrent use: each call borrows its own from these pools.
 	encoders sync.Pool // *heint.Encoder
+	evals    sync.Pool // *heint.Evaluator (no evaluation keys: plaintext products and rescaling only)
 	cks      sync.Pool // *mhe.KeySwitchProtocol
 	pcks     sync.Pool // *mhe.PublicKeySwitchProtocol
 	ckg      sync.Pool // *mhe.PublicKeyGenProtocol
@@ -173,14 +187,32 @@ func NewParams(lit ParamsLiteral) (Params, error) {
 		return bad("smudging bound 6σ = 2^%.2f is not below the smallest ciphertext prime 2^%.2f (lattigo would corrupt samples)",
 			math.Log2(smudgingBoundStd*effective), math.Log2(float64(minQ)))
 	}
+	if hp.MaxLevel() < 1 {
+		return bad("LogQ has %d prime, need at least 2: the selector before every key switch drops one", len(lit.LogQ))
+	}
 	level := hp.MaxLevel()
-	// Decryption after a key switch needs T·|noise| < Q/2; the noise is at
-	// most MaxKeyHolders bounded smudging samples plus a small remainder.
-	qf, _ := new(big.Float).SetInt(hp.RingQ().ModulusAtLevel[level]).Float64()
-	logQ := math.Log2(qf)
-	need := math.Log2(float64(t)) + math.Log2(smudgingBoundStd*effective*MaxKeyHolders) + 2
-	if need >= logQ {
-		return bad("ciphertext modulus 2^%.1f too small: T times the smudging noise of %d key holders needs 2^%.1f", logQ, MaxKeyHolders, need)
+	sealLevel := level - 1
+	// Flooding: contributions (at most MaxKeyHolders custodians plus as many
+	// noise shares) are summed, multiplied by a 0/1 selector whose
+	// coefficients are about uniform modulo T, and divided by the top prime.
+	// The smudging σ must dwarf what is left.
+	n := float64(hp.N())
+	sumStd := hp.NoiseFreshPK() * math.Sqrt(2*MaxKeyHolders)
+	sealedStd := sumStd*math.Sqrt(n)*float64(t)/math.Sqrt(12)/float64(hp.Q()[level]) + math.Sqrt(n/12)
+	if gap := math.Log2(sigma) - math.Log2(sealedStd); gap < MinFloodingGap {
+		return bad("smudging σ = 2^%.1f floods a selected ciphertext's noise (about 2^%.1f) by only %.1f bits, need %d (raise σ or the top prime)",
+			math.Log2(sigma), math.Log2(sealedStd), gap, MinFloodingGap)
+	}
+	// The selector product itself must still decrypt before the division.
+	if need := math.Log2(float64(t)) + math.Log2(decryptTailStd*sumStd*math.Sqrt(n)*float64(t)) + 1; need >= logQAt(hp, level) {
+		return bad("ciphertext modulus 2^%.1f too small for the selector product (needs 2^%.1f)", logQAt(hp, level), need)
+	}
+	// Decryption after a key switch needs T·|noise| < Q/2 at the sealed
+	// level; the noise is the sum of MaxKeyHolders smudging samples.
+	noise := decryptTailStd*effective*math.Sqrt(MaxKeyHolders) + decryptTailStd*sealedStd
+	if need := math.Log2(float64(t)) + math.Log2(noise) + 1; need >= logQAt(hp, sealLevel) {
+		return bad("ciphertext modulus 2^%.1f below the top prime too small: T times the smudging noise of %d key holders needs 2^%.1f",
+			logQAt(hp, sealLevel), MaxKeyHolders, need)
 	}
 
 	s := &paramsState{
@@ -191,14 +223,16 @@ func NewParams(lit ParamsLiteral) (Params, error) {
 			PlaintextModulus: t,
 			SmudgingSigma:    sigma,
 		},
-		he:       hp,
-		level:    level,
-		smudging: ring.DiscreteGaussian{Sigma: sigma, Bound: smudgingBoundStd * sigma},
-		zeroSK:   rlwe.NewSecretKey(hp),
+		he:        hp,
+		level:     level,
+		sealLevel: sealLevel,
+		smudging:  ring.DiscreteGaussian{Sigma: sigma, Bound: smudgingBoundStd * sigma},
+		zeroSK:    rlwe.NewSecretKey(hp),
 	}
 	s.fingerprint = fingerprint(hp, sigma)
 
 	baseEnc := heint.NewEncoder(hp)
+	baseEval := heint.NewEvaluator(hp, nil)
 	baseCKS, err := mhe.NewKeySwitchProtocol(hp, s.smudging)
 	if err != nil {
 		return bad("key-switch protocol: %v", err)
@@ -209,10 +243,17 @@ func NewParams(lit ParamsLiteral) (Params, error) {
 	}
 	baseCKG := mhe.NewPublicKeyGenProtocol(hp)
 	s.encoders.New = func() any { return baseEnc.ShallowCopy() }
+	s.evals.New = func() any { return baseEval.ShallowCopy() }
 	s.cks.New = func() any { c := baseCKS.ShallowCopy(); return &c }
 	s.pcks.New = func() any { c := basePCKS.ShallowCopy(); return &c }
 	s.ckg.New = func() any { c := baseCKG.ShallowCopy(); return &c }
 	return Params{s: s}, nil
+}
+
+// logQAt is log2 of the ciphertext modulus at level.
+func logQAt(hp heint.Parameters, level int) float64 {
+	qf, _ := new(big.Float).SetInt(hp.RingQ().ModulusAtLevel[level]).Float64()
+	return math.Log2(qf)
 }
 
 // fingerprint identifies a parameter set on the wire: the ring degree, every
@@ -310,7 +351,8 @@ func (p Params) check() error {
 	return nil
 }
 
-func (s *paramsState) encoder() *heint.Encoder { return s.encoders.Get().(*heint.Encoder) }
+func (s *paramsState) encoder() *heint.Encoder     { return s.encoders.Get().(*heint.Encoder) }
+func (s *paramsState) evaluator() *heint.Evaluator { return s.evals.Get().(*heint.Evaluator) }
 func (s *paramsState) keySwitch() *mhe.KeySwitchProtocol {
 	return s.cks.Get().(*mhe.KeySwitchProtocol)
 }

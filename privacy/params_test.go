@@ -71,7 +71,9 @@ func TestNewParamsRefuses(t *testing.T) {
 		{"sigma too small to flood", with(func(l *ParamsLiteral) { l.SmudgingSigma = 3.2 })},
 		{"sigma NaN", with(func(l *ParamsLiteral) { l.SmudgingSigma = math.NaN() })},
 		{"6 sigma above the primes", with(func(l *ParamsLiteral) { l.SmudgingSigma = 1 << 52 })},
-		{"modulus too small to decrypt", with(func(l *ParamsLiteral) { l.LogQ = []int{54}; l.LogP = []int{55} })},
+		{"one Q prime: nothing to drop after the selector", with(func(l *ParamsLiteral) { l.LogQ = []int{54}; l.LogP = []int{55} })},
+		{"top prime too small to flood the selected noise", with(func(l *ParamsLiteral) { l.LogQ = []int{54, 54, 45}; l.SmudgingSigma = 1 << 40 })},
+		{"modulus below the top too small to decrypt", with(func(l *ParamsLiteral) { l.LogQ = []int{51, 51, 54}; l.SmudgingSigma = 1 << 48 })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

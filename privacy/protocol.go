@@ -1,6 +1,7 @@
 package privacy
 
 import (
+	"bytes"
 	"fmt"
 	"math/bits"
 
@@ -60,62 +61,64 @@ func checkMask(spec Spec, suppressed []bool) error {
 	return nil
 }
 
-// EncryptCounts is the contributor's gate-round message: its vector's
-// count-like slots (sum slots zero) encrypted under the collective key.
-func EncryptCounts(p Params, pk *PublicKey, spec Spec, vec []int64) ([]byte, error) {
-	if err := checkKey(p, pk); err != nil {
-		return nil, fmt.Errorf("encrypt counts: %w", err)
-	}
-	if err := spec.Check(p); err != nil {
-		return nil, fmt.Errorf("encrypt counts: %w", err)
-	}
-	if err := checkVector(spec, vec); err != nil {
-		return nil, fmt.Errorf("encrypt counts: %w", err)
-	}
-	vals := make([]int64, len(vec))
-	for i, sl := range spec.Slots {
-		if sl.Kind == SlotCount {
-			vals[i] = vec[i]
-		}
-	}
-	b, err := encryptVector(p, pk, kindGate, vals)
-	if err != nil {
-		return nil, fmt.Errorf("encrypt counts: %w", err)
-	}
-	return b, nil
+// Encrypt is a contributor's one message for a query: its whole vector (one
+// value per slot of spec) encrypted under the collective key. The exchange
+// sums every contributor's and key holder's message with Add and then
+// selects what may be decrypted: the count-like slots for the gate
+// (SelectCounts), the unsuppressed slots for the sponsor (SelectRelease).
+func Encrypt(p Params, pk *PublicKey, spec Spec, vec []int64) ([]byte, error) {
+	return encryptChecked("encrypt", p, pk, spec, vec, func(int) bool { return true })
 }
 
-// EncryptPayload is the contributor's release-round message: its full vector,
-// suppressed slots zero, encrypted under the collective key.
+// EncryptCounts encrypts only vec's count-like slots (sum slots zero).
+//
+// Deprecated: since one message per party serves both rounds, use Encrypt;
+// the exchange selects the count-like slots itself (SelectCounts).
+func EncryptCounts(p Params, pk *PublicKey, spec Spec, vec []int64) ([]byte, error) {
+	return encryptChecked("encrypt counts", p, pk, spec, vec, func(i int) bool { return spec.Slots[i].Kind == SlotCount })
+}
+
+// EncryptPayload encrypts vec with the slots marked in suppressed zeroed at
+// the source; a nil mask suppresses nothing.
+//
+// Deprecated: use Encrypt; SelectRelease withholds suppressed slots at the
+// exchange whatever the contributors sent.
 func EncryptPayload(p Params, pk *PublicKey, spec Spec, vec []int64, suppressed []bool) ([]byte, error) {
-	if err := checkKey(p, pk); err != nil {
-		return nil, fmt.Errorf("encrypt payload: %w", err)
-	}
-	if err := spec.Check(p); err != nil {
-		return nil, fmt.Errorf("encrypt payload: %w", err)
-	}
-	if err := checkVector(spec, vec); err != nil {
-		return nil, fmt.Errorf("encrypt payload: %w", err)
+	if suppressed == nil {
+		suppressed = make([]bool, len(spec.Slots))
 	}
 	if err := checkMask(spec, suppressed); err != nil {
 		return nil, fmt.Errorf("encrypt payload: %w", err)
 	}
+	return encryptChecked("encrypt payload", p, pk, spec, vec, func(i int) bool { return !suppressed[i] })
+}
+
+func encryptChecked(what string, p Params, pk *PublicKey, spec Spec, vec []int64, keep func(int) bool) ([]byte, error) {
+	if err := checkKey(p, pk); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := spec.Check(p); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := checkVector(spec, vec); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
 	vals := make([]int64, len(vec))
 	for i, v := range vec {
-		if !suppressed[i] {
+		if keep(i) {
 			vals[i] = v
 		}
 	}
-	b, err := encryptVector(p, pk, kindRelease, vals)
+	b, err := encryptVector(p, pk, vals)
 	if err != nil {
-		return nil, fmt.Errorf("encrypt payload: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return b, nil
 }
 
 // encryptVector encodes vals (one per slot, the rest zero) and encrypts them
-// under the collective key at the parameters' ciphertext level.
-func encryptVector(p Params, pk *PublicKey, kind byte, vals []int64) ([]byte, error) {
+// under the collective key at the top level: a contribution.
+func encryptVector(p Params, pk *PublicKey, vals []int64) ([]byte, error) {
 	s := p.s
 	full := make([]int64, s.he.MaxSlots())
 	copy(full, vals)
@@ -126,20 +129,106 @@ func encryptVector(p Params, pk *PublicKey, kind byte, vals []int64) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
 	}
-	ct := newCiphertext(p)
+	ct := newCiphertext(p, s.level)
 	enc := pk.enc.Get().(*rlwe.Encryptor)
 	err = enc.Encrypt(pt, ct)
 	pk.enc.Put(enc)
 	if err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
-	return marshalCiphertext(p, ciphertext{kind: kind, ct: ct}), nil
+	return marshalCiphertext(p, ciphertext{kind: kindContribution, ct: ct}), nil
+}
+
+// SelectCounts is the exchange's gate step: from sum (the Add of every
+// contribution) it keeps only spec's count-like slots and returns the gate
+// ciphertext that the key holders decrypt (DecryptShare). Sums, and every slot
+// beyond the layout, are zero in it, whatever the contributors sent: the gate
+// never decrypts a sum.
+func SelectCounts(p Params, spec Spec, sum []byte) ([]byte, error) {
+	if err := spec.Check(p); err != nil {
+		return nil, fmt.Errorf("select counts: %w", err)
+	}
+	keep := make([]bool, len(spec.Slots))
+	for i, sl := range spec.Slots {
+		keep[i] = sl.Kind == SlotCount
+	}
+	b, err := selectSlots(p, sum, keep, kindGate)
+	if err != nil {
+		return nil, fmt.Errorf("select counts: %w", err)
+	}
+	return b, nil
+}
+
+// SelectRelease is the exchange's release step: from sum it keeps only the
+// slots of spec's layout that the gate did not suppress and returns the
+// release ciphertext that the key holders switch to the sponsor
+// (SwitchShare). Suppressed slots and every slot beyond the layout are zero
+// in it, whatever the contributors sent, so no unfolded or per-patient vector
+// can reach the sponsor: only the layout's aggregate slots can.
+func SelectRelease(p Params, spec Spec, suppressed []bool, sum []byte) ([]byte, error) {
+	if err := spec.Check(p); err != nil {
+		return nil, fmt.Errorf("select release: %w", err)
+	}
+	if err := checkMask(spec, suppressed); err != nil {
+		return nil, fmt.Errorf("select release: %w", err)
+	}
+	keep := make([]bool, len(spec.Slots))
+	for i := range keep {
+		keep[i] = !suppressed[i]
+	}
+	b, err := selectSlots(p, sum, keep, kindRelease)
+	if err != nil {
+		return nil, fmt.Errorf("select release: %w", err)
+	}
+	return b, nil
+}
+
+// selectSlots multiplies the contribution sum by the 0/1 plaintext selector
+// keep (slots past len(keep) are 0) and drops the top modulus. The product's
+// noise is about √N·T times the sum's (the selector's coefficients are about
+// uniform modulo T); dividing by the top prime brings it back to a few bits,
+// far below the key holders' smudging (NewParams checks the gap). The
+// selector is encoded with scale q_top, which the modulus drop divides out,
+// so the result has the default scale like every other MedX ciphertext.
+func selectSlots(p Params, sum []byte, keep []bool, kind byte) ([]byte, error) {
+	c, err := unmarshalCiphertext(p, sum, kindContribution)
+	if err != nil {
+		return nil, err
+	}
+	s := p.s
+	mask := make([]uint64, s.he.MaxSlots())
+	for i, k := range keep {
+		if k {
+			mask[i] = 1
+		}
+	}
+	pt := heint.NewPlaintext(s.he, s.level)
+	pt.Scale = s.he.NewScale(s.he.Q()[s.level])
+	ecd := s.encoder()
+	err = ecd.Encode(mask, pt)
+	s.encoders.Put(ecd)
+	if err != nil {
+		return nil, fmt.Errorf("encode selector: %w", err)
+	}
+	eval := s.evaluator()
+	defer s.evals.Put(eval)
+	prod := newCiphertext(p, s.level)
+	if err := eval.Mul(c.ct, pt, prod); err != nil {
+		return nil, fmt.Errorf("apply selector: %w", err)
+	}
+	out := newCiphertext(p, s.sealLevel)
+	if err := eval.Rescale(prod, out); err != nil {
+		return nil, fmt.Errorf("drop modulus: %w", err)
+	}
+	return marshalCiphertext(p, ciphertext{kind: kind, ct: out}), nil
 }
 
 // DecryptShare is the key holder's share of the collective decryption of the
-// gate ciphertext (the sum of the count-only messages): a key switch to the
-// zero key, flooded with smudging noise so that it reveals nothing about the
-// holder's secret. It refuses anything but a gate ciphertext.
+// gate ciphertext (SelectCounts: the count-like slots of the sum): a key
+// switch to the zero key, flooded with smudging noise so that it reveals
+// nothing about the holder's secret. It refuses anything but a gate
+// ciphertext: a contribution or a sum of contributions, which may hold sums,
+// is never decrypted.
 func (k *KeyHolder) DecryptShare(ct []byte) ([]byte, error) {
 	c, err := unmarshalCiphertext(k.p, ct, kindGate)
 	if err != nil {
@@ -162,15 +251,17 @@ func (k *KeyHolder) DecryptShare(ct []byte) ([]byte, error) {
 }
 
 // SwitchShare is the key holder's share of the re-encryption of the release
-// ciphertext to the sponsor's public key (collective public-key switch, with
-// smudging noise). The caller must make sure sponsorPub is the sponsor's
-// authentic key. It refuses anything but a release ciphertext.
+// ciphertext (SelectRelease) to the sponsor's public key (collective
+// public-key switch, with smudging noise). The caller must make sure
+// sponsorPub is the sponsor's authentic key. It refuses anything but a
+// release ciphertext: a contribution or an unselected sum never reaches the
+// sponsor.
 func (k *KeyHolder) SwitchShare(ct []byte, sponsorPub []byte) ([]byte, error) {
 	c, err := unmarshalCiphertext(k.p, ct, kindRelease)
 	if err != nil {
 		return nil, fmt.Errorf("switch share of %s: %w", k.id, err)
 	}
-	spk, sid, err := parseSponsorPublic(k.p, sponsorPub)
+	spk, sid, err := k.sponsorKey(sponsorPub)
 	if err != nil {
 		return nil, fmt.Errorf("switch share of %s: %w", k.id, err)
 	}
@@ -193,8 +284,25 @@ func (k *KeyHolder) SwitchShare(ct []byte, sponsorPub []byte) ([]byte, error) {
 	return w.b, nil
 }
 
-// Add sums ciphertexts of one kind (all gate or all release ciphertexts) into
-// one of the same kind. It refuses a ciphertext given twice.
+// sponsorKey parses a sponsor public key, reusing the last one parsed when
+// the bytes are the same.
+func (k *KeyHolder) sponsorKey(b []byte) (*rlwe.PublicKey, [digestLen]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.sponsor.pk != nil && bytes.Equal(k.sponsor.raw, b) {
+		return k.sponsor.pk, k.sponsor.id, nil
+	}
+	pk, id, err := parseSponsorPublic(k.p, b)
+	if err != nil {
+		return nil, id, err
+	}
+	k.sponsor.raw, k.sponsor.pk, k.sponsor.id = bytes.Clone(b), pk, id
+	return pk, id, nil
+}
+
+// Add sums contributions (Encrypt, NoiseShare.Encrypt) into one
+// contribution-kind ciphertext. It refuses a ciphertext given twice, and
+// anything but contributions.
 func Add(p Params, cts ...[]byte) ([]byte, error) {
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("add: %w", err)
@@ -202,33 +310,32 @@ func Add(p Params, cts ...[]byte) ([]byte, error) {
 	if len(cts) == 0 {
 		return nil, fmt.Errorf("add: %w: no ciphertexts", ErrMalformed)
 	}
-	kind := kindRelease
-	if len(cts[0]) > 3 && cts[0][3] == kindGate {
-		kind = kindGate
-	}
-	seen := make(map[[digestLen]byte]int, len(cts))
+	// Two fresh encryptions differ in their first coefficients with
+	// overwhelming probability: comparing those catches a message given
+	// twice without hashing every byte.
+	seen := make(map[string]int, len(cts))
 	var acc *rlwe.Ciphertext
 	ringQ := p.s.he.RingQ().AtLevel(p.s.level)
+	next := newCiphertext(p, p.s.level)
 	for i, b := range cts {
-		c, err := unmarshalCiphertext(p, b, kind)
-		if err != nil {
+		if err := readCiphertext(p, b, kindContribution, next, nil); err != nil {
 			return nil, fmt.Errorf("add: ciphertext %d: %w", i, err)
 		}
-		d := digest(b)
-		if j, dup := seen[d]; dup {
+		key := string(b[headerLen : headerLen+1+dedupBytes])
+		if j, dup := seen[key]; dup {
 			return nil, fmt.Errorf("add: %w: ciphertext %d repeats ciphertext %d", ErrMalformed, i, j)
 		}
-		seen[d] = i
+		seen[key] = i
 		if acc == nil {
-			acc = c.ct
+			acc, next = next, newCiphertext(p, p.s.level)
 			continue
 		}
-		// All MedX ciphertexts share level and metadata, so the sum is the
+		// All contributions share level and metadata, so the sum is the
 		// sum of their polynomials.
-		ringQ.Add(acc.Value[0], c.ct.Value[0], acc.Value[0])
-		ringQ.Add(acc.Value[1], c.ct.Value[1], acc.Value[1])
+		ringQ.Add(acc.Value[0], next.Value[0], acc.Value[0])
+		ringQ.Add(acc.Value[1], next.Value[1], acc.Value[1])
 	}
-	return marshalCiphertext(p, ciphertext{kind: kind, ct: acc}), nil
+	return marshalCiphertext(p, ciphertext{kind: kindContribution, ct: acc}), nil
 }
 
 // shareHeader is what every decryption or switch share starts with.
@@ -240,7 +347,7 @@ type shareHeader struct {
 
 func readShareHeader(p Params, r *reader, withSponsor bool) shareHeader {
 	var h shareHeader
-	r.level(p)
+	r.level(p.s.sealLevel)
 	h.holder = string(r.take(int(r.u16())))
 	h.ct = r.digest()
 	if withSponsor {
@@ -262,7 +369,7 @@ func checkShareCount(n int) error {
 }
 
 // CombineDecrypt combines every key holder's DecryptShare of the gate
-// ciphertext ct and returns its first n slots, centred in (−T/2, T/2]: the
+// ciphertext ct (SelectCounts) and returns its first n slots, centred in (−T/2, T/2]: the
 // noisy counts. A share made for another ciphertext, or two shares from one
 // key holder, are refused. With a key holder's share missing the result is
 // random-looking; Gate suppresses such implausible counts.
@@ -300,7 +407,7 @@ func CombineDecrypt(p Params, ct []byte, shares [][]byte, n int) ([]int64, error
 		}
 		addPoly(s.he.RingQ().AtLevel(level), &agg.Value, share.Value, i == 0)
 	}
-	out := newCiphertext(p)
+	out := newCiphertext(p, level)
 	cks.KeySwitch(c.ct, agg, out)
 	pt := rlwe.NewDecryptor(s.he, s.zeroSK).DecryptNew(out)
 	vals, err := decodeCentred(p, pt, n)
@@ -373,7 +480,7 @@ func CombineSwitch(p Params, ct []byte, shares [][]byte) ([]byte, error) {
 		addPoly(ringQ, &agg.Value[0], share.Value[0], i == 0)
 		addPoly(ringQ, &agg.Value[1], share.Value[1], i == 0)
 	}
-	out := newCiphertext(p)
+	out := newCiphertext(p, level)
 	pcks.KeySwitch(c.ct, agg, out)
 	return marshalCiphertext(p, ciphertext{kind: kindSponsorCT, ct: out, sponsor: sponsor}), nil
 }

@@ -2,6 +2,8 @@ package privacy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"testing"
@@ -100,33 +102,38 @@ func TestProtocolStepByStep(t *testing.T) {
 	}
 	k := len(s.holders)
 
-	noise := make([]*NoiseShare, k)
-	for i, h := range s.holders {
-		var err error
-		if noise[i], err = h.DrawNoise(spec, k); err != nil {
-			t.Fatalf("DrawNoise(%s) = %v", h.ID(), err)
-		}
-	}
-
-	// Gate round.
+	// One message per party.
 	var msgs [][]byte
 	for _, v := range contrib {
-		b, err := EncryptCounts(p, s.pk, spec, v)
+		b, err := Encrypt(p, s.pk, spec, v)
 		if err != nil {
-			t.Fatalf("EncryptCounts = %v", err)
+			t.Fatalf("Encrypt = %v", err)
 		}
 		msgs = append(msgs, b)
 	}
-	for _, n := range noise {
-		b, err := n.EncryptCounts(p, s.pk)
+	for _, h := range s.holders {
+		n, err := h.DrawNoise(spec, k)
 		if err != nil {
-			t.Fatalf("NoiseShare.EncryptCounts = %v", err)
+			t.Fatalf("DrawNoise(%s) = %v", h.ID(), err)
+		}
+		b, err := n.Encrypt(p, s.pk)
+		if err != nil {
+			t.Fatalf("NoiseShare.Encrypt = %v", err)
 		}
 		msgs = append(msgs, b)
 	}
-	gateCT, err := Add(p, msgs...)
+	sum, err := Add(p, msgs...)
 	if err != nil {
 		t.Fatalf("Add = %v", err)
+	}
+
+	// Gate.
+	gateCT, err := SelectCounts(p, spec, sum)
+	if err != nil {
+		t.Fatalf("SelectCounts = %v", err)
+	}
+	if len(gateCT) >= len(sum) {
+		t.Errorf("gate ciphertext %d bytes, sum %d: the selector should drop a modulus", len(gateCT), len(sum))
 	}
 	shares := make([][]byte, k)
 	for i, h := range s.holders {
@@ -134,7 +141,7 @@ func TestProtocolStepByStep(t *testing.T) {
 			t.Fatalf("DecryptShare(%s) = %v", h.ID(), err)
 		}
 	}
-	counts, err := CombineDecrypt(p, gateCT, shares, len(spec.Slots))
+	counts, err := CombineDecrypt(p, gateCT, shares, p.Slots())
 	if err != nil {
 		t.Fatalf("CombineDecrypt = %v", err)
 	}
@@ -147,6 +154,12 @@ func TestProtocolStepByStep(t *testing.T) {
 			t.Errorf("noisy count %d = %d, exact %d: beyond 64 noise scales", i, counts[i], exact[i])
 		}
 	}
+	for i := len(spec.Slots); i < len(counts); i++ {
+		if counts[i] != 0 {
+			t.Fatalf("gate slot %d beyond the layout = %d, want 0", i, counts[i])
+		}
+	}
+	counts = counts[:len(spec.Slots)]
 	if !Plausible(spec, counts) {
 		t.Errorf("Plausible(%v) = false", counts)
 	}
@@ -174,32 +187,17 @@ func TestProtocolStepByStep(t *testing.T) {
 		t.Errorf("counts decrypted without the board's share look plausible: %v", partial)
 	}
 
-	// Release round.
-	msgs = msgs[:0]
-	for _, v := range contrib {
-		b, err := EncryptPayload(p, s.pk, spec, v, sup)
-		if err != nil {
-			t.Fatalf("EncryptPayload = %v", err)
-		}
-		msgs = append(msgs, b)
-	}
-	for _, n := range noise {
-		b, err := n.EncryptPayload(p, s.pk, sup)
-		if err != nil {
-			t.Fatalf("NoiseShare.EncryptPayload = %v", err)
-		}
-		msgs = append(msgs, b)
-	}
-	payload, err := Add(p, msgs...)
+	// Release.
+	releaseCT, err := SelectRelease(p, spec, sup, sum)
 	if err != nil {
-		t.Fatalf("Add = %v", err)
+		t.Fatalf("SelectRelease = %v", err)
 	}
 	for i, h := range s.holders {
-		if shares[i], err = h.SwitchShare(payload, s.pub); err != nil {
+		if shares[i], err = h.SwitchShare(releaseCT, s.pub); err != nil {
 			t.Fatalf("SwitchShare(%s) = %v", h.ID(), err)
 		}
 	}
-	result, err := CombineSwitch(p, payload, shares)
+	result, err := CombineSwitch(p, releaseCT, shares)
 	if err != nil {
 		t.Fatalf("CombineSwitch = %v", err)
 	}
@@ -227,25 +225,128 @@ func TestProtocolStepByStep(t *testing.T) {
 	}
 }
 
+// TestUnfoldedVectorNeverReachesSponsor has a faulty contributor encrypt a
+// per-patient vector (one patient's value per slot, far beyond the layout)
+// and values in suppressed slots: the sponsor's whole decryption, every one
+// of the N slots, holds only the layout's unsuppressed aggregates, and the
+// gate never saw a sum. Nothing but a selected release can be switched.
+func TestUnfoldedVectorNeverReachesSponsor(t *testing.T) {
+	s := threeHolders(t)
+	p := s.p
+	spec := sexSpec(false)
+	contrib := sexContributions()
+	// The faulty contributor's message bypasses Encrypt's checks: the
+	// layout's values, then 8000 single patients' HbA1c values.
+	raw := make([]int64, p.Slots())
+	copy(raw, contrib[0])
+	for i := len(spec.Slots); i < len(raw); i++ {
+		raw[i] = 40 + int64(i%90)
+	}
+	bad, err := encryptVector(p, s.pk, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := Encrypt(p, s.pk, spec, contrib[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Add(p, bad, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	gateCT, err := SelectCounts(p, spec, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dshares [][]byte
+	for _, h := range s.holders {
+		d, err := h.DecryptShare(gateCT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dshares = append(dshares, d)
+	}
+	counts, err := CombineDecrypt(p, gateCT, dshares, p.Slots())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exact := plainSum(contrib)
+	for i, v := range counts {
+		want := int64(0)
+		if i < len(spec.Slots) && spec.Slots[i].Kind == SlotCount {
+			want = exact[i]
+		}
+		if v != want {
+			t.Fatalf("gate slot %d = %d, want %d: the gate decrypts only count-like layout slots", i, v, want)
+		}
+	}
+	sup := Gate(spec, counts[:len(spec.Slots)])
+
+	// Switching anything but a selected release is refused.
+	for name, ct := range map[string][]byte{"a contribution": bad, "the unselected sum": sum, "the gate ciphertext": gateCT} {
+		_, err := s.holders[0].SwitchShare(ct, s.pub)
+		wantErr(t, "SwitchShare("+name+")", err, ErrMalformed)
+	}
+
+	releaseCT, err := SelectRelease(p, spec, sup, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wshares [][]byte
+	for _, h := range s.holders {
+		w, err := h.SwitchShare(releaseCT, s.pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wshares = append(wshares, w)
+	}
+	out, err := CombineSwitch(p, releaseCT, wshares)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := unmarshalCiphertext(p, out, kindSponsorCT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.sponsor.decrypt(c.ct, p.Slots())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{65, 50, 900, 130000, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0}
+	if diff := cmp.Diff(want, all[:len(spec.Slots)]); diff != "" {
+		t.Errorf("released layout slots (-want +got):\n%s", diff)
+	}
+	for i := len(spec.Slots); i < len(all); i++ {
+		if all[i] != 0 {
+			t.Fatalf("slot %d beyond the layout reaches the sponsor as %d", i, all[i])
+		}
+	}
+}
+
 func TestProtocolRefusals(t *testing.T) {
 	s := threeHolders(t)
 	p := s.p
 	spec := sexSpec(false)
 	contrib := sexContributions()
-	gate1, err := EncryptCounts(p, s.pk, spec, contrib[0])
+	c1, err := Encrypt(p, s.pk, spec, contrib[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	gate2, err := EncryptCounts(p, s.pk, spec, contrib[1])
+	c2, err := Encrypt(p, s.pk, spec, contrib[1])
 	if err != nil {
 		t.Fatal(err)
 	}
 	none := make([]bool, len(spec.Slots))
-	rel1, err := EncryptPayload(p, s.pk, spec, contrib[0], none)
+	sum, err := Add(p, c1, c2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gateSum, err := Add(p, gate1, gate2)
+	gateSum, err := SelectCounts(p, spec, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel1, err := SelectRelease(p, spec, none, c1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,6 +378,7 @@ func TestProtocolRefusals(t *testing.T) {
 	bigVec[3] = 10000*250000 + 1
 	negCount := append([]int64(nil), contrib[0]...)
 	negCount[0] = -1
+	longVec := append(append([]int64(nil), contrib[0]...), 5)
 	wrap := sexSpec(false)
 	wrap.Records = 1 << 40
 
@@ -285,20 +387,34 @@ func TestProtocolRefusals(t *testing.T) {
 		run  func() error
 		want error
 	}{
-		{"EncryptCounts: short vector", func() error { _, err := EncryptCounts(p, s.pk, spec, contrib[0][:3]); return err }, ErrInvalidSpec},
-		{"EncryptCounts: value beyond Records·MaxAbs", func() error { _, err := EncryptCounts(p, s.pk, spec, bigVec); return err }, ErrInvalidSpec},
-		{"EncryptCounts: negative count", func() error { _, err := EncryptCounts(p, s.pk, spec, negCount); return err }, ErrInvalidSpec},
-		{"EncryptCounts: wrap-prone spec", func() error { _, err := EncryptCounts(p, s.pk, wrap, contrib[0]); return err }, ErrInvalidSpec},
-		{"EncryptCounts: nil key", func() error { _, err := EncryptCounts(p, nil, spec, contrib[0]); return err }, ErrMalformed},
+		{"Encrypt: short vector", func() error { _, err := Encrypt(p, s.pk, spec, contrib[0][:3]); return err }, ErrInvalidSpec},
+		{"Encrypt: more values than the layout", func() error { _, err := Encrypt(p, s.pk, spec, longVec); return err }, ErrInvalidSpec},
+		{"Encrypt: value beyond Records·MaxAbs", func() error { _, err := Encrypt(p, s.pk, spec, bigVec); return err }, ErrInvalidSpec},
+		{"Encrypt: negative count", func() error { _, err := Encrypt(p, s.pk, spec, negCount); return err }, ErrInvalidSpec},
+		{"Encrypt: wrap-prone spec", func() error { _, err := Encrypt(p, s.pk, wrap, contrib[0]); return err }, ErrInvalidSpec},
+		{"Encrypt: nil key", func() error { _, err := Encrypt(p, nil, spec, contrib[0]); return err }, ErrMalformed},
 		{"EncryptPayload: short mask", func() error { _, err := EncryptPayload(p, s.pk, spec, contrib[0], none[:2]); return err }, ErrInvalidSpec},
 		{"Add: nothing", func() error { _, err := Add(p); return err }, ErrMalformed},
-		{"Add: the same ciphertext twice", func() error { _, err := Add(p, gate1, gate2, gate1); return err }, ErrMalformed},
-		{"Add: gate and release mixed", func() error { _, err := Add(p, gate1, rel1); return err }, ErrMalformed},
-		{"Add: not a ciphertext", func() error { _, err := Add(p, gate1, pkBytes); return err }, ErrMalformed},
+		{"Add: the same ciphertext twice", func() error { _, err := Add(p, c1, c2, c1); return err }, ErrMalformed},
+		{"Add: a selected ciphertext", func() error { _, err := Add(p, c1, gateSum); return err }, ErrMalformed},
+		{"Add: not a ciphertext", func() error { _, err := Add(p, c1, pkBytes); return err }, ErrMalformed},
+		{"SelectCounts: a selected ciphertext", func() error { _, err := SelectCounts(p, spec, gateSum); return err }, ErrMalformed},
+		{"SelectCounts: wrap-prone spec", func() error { _, err := SelectCounts(p, wrap, sum); return err }, ErrInvalidSpec},
+		{"SelectRelease: short mask", func() error { _, err := SelectRelease(p, spec, none[:3], sum); return err }, ErrInvalidSpec},
+		{"SelectRelease: a release ciphertext", func() error { _, err := SelectRelease(p, spec, none, rel1); return err }, ErrMalformed},
+		{"DecryptShare: a contribution", func() error { _, err := s.holders[0].DecryptShare(c1); return err }, ErrMalformed},
 		{"DecryptShare: a release ciphertext", func() error { _, err := s.holders[0].DecryptShare(rel1); return err }, ErrMalformed},
 		{"SwitchShare: a gate ciphertext", func() error { _, err := s.holders[0].SwitchShare(gateSum, s.pub); return err }, ErrMalformed},
+		{"SwitchShare: a contribution", func() error { _, err := s.holders[0].SwitchShare(c1, s.pub); return err }, ErrMalformed},
 		{"SwitchShare: the collective key as sponsor key", func() error { _, err := s.holders[0].SwitchShare(rel1, pkBytes); return err }, ErrMalformed},
-		{"CombineDecrypt: shares of another ciphertext", func() error { _, err := CombineDecrypt(p, gate1, dshares, 14); return err }, ErrWrongKey},
+		{"CombineDecrypt: shares of another ciphertext", func() error {
+			g1, err := SelectCounts(p, spec, c1)
+			if err != nil {
+				return err
+			}
+			_, err = CombineDecrypt(p, g1, dshares, 14)
+			return err
+		}, ErrWrongKey},
 		{"CombineDecrypt: two shares from one holder", func() error {
 			_, err := CombineDecrypt(p, gateSum, [][]byte{dshares[0], dshares[1], dshares[0]}, 14)
 			return err
@@ -358,6 +474,77 @@ func TestProtocolRefusals(t *testing.T) {
 		}
 		if got[i] != want {
 			t.Errorf("gate slot %d = %d, want %d", i, got[i], want)
+		}
+	}
+}
+
+// TestDeprecatedTwoMessageVariants keeps the older per-round encryptions
+// working: count-only and source-suppressed messages are contributions too.
+func TestDeprecatedTwoMessageVariants(t *testing.T) {
+	s := newStudy(t, "custodian-1", "board")
+	p := s.p
+	spec := sexSpec(false)
+	vec := sexContributions()[0]
+	counts, err := EncryptCounts(p, s.pk, spec, vec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup := make([]bool, len(spec.Slots))
+	sup[2] = true
+	payload, err := EncryptPayload(p, s.pk, spec, vec, sup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs [][]byte
+	for _, h := range s.holders {
+		n, err := h.DrawNoise(spec, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := n.EncryptCounts(p, s.pk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := n.EncryptPayload(p, s.pk, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, a, b)
+	}
+	sum, err := Add(p, append(msgs, counts, payload)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := SelectRelease(p, spec, make([]bool, len(spec.Slots)), sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shares [][]byte
+	for _, h := range s.holders {
+		w, err := h.SwitchShare(rel, s.pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shares = append(shares, w)
+	}
+	out, err := CombineSwitch(p, rel, shares)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.sponsor.Decrypt(out, len(spec.Slots))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, sl := range spec.Slots {
+		want := vec[i] // from the payload
+		if sl.Kind == SlotCount {
+			want += vec[i] // and again from the count-only message
+		}
+		if sup[i] {
+			want -= vec[i]
+		}
+		if got[i] != want {
+			t.Errorf("slot %d = %d, want %d", i, got[i], want)
 		}
 	}
 }
@@ -467,4 +654,127 @@ func BenchmarkRunLocal(b *testing.B) {
 		msg = rel.MessageBytes
 	}
 	b.ReportMetric(float64(msg), "msgbytes/op")
+}
+
+// TestMaxKeyHolders runs a query with as many key holders as the parameters
+// allow: the summed smudging noise of every one still decrypts exactly.
+func TestMaxKeyHolders(t *testing.T) {
+	n := MaxKeyHolders
+	if testing.Short() {
+		n = 16
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("holder-%02d", i)
+	}
+	s := newStudy(t, ids...)
+	spec := sexSpec(false)
+	contrib := sexContributions()
+	rel, err := RunLocal(t.Context(), s.p, s.pk, s.holders, spec, contrib, s.pub)
+	if err != nil {
+		t.Fatalf("RunLocal with %d key holders = %v", n, err)
+	}
+	got, err := s.sponsor.Decrypt(rel.Ciphertext, len(spec.Slots))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{65, 50, 900, 130000, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("result with %d key holders (-want +got):\n%s", n, diff)
+	}
+	over := append(ids, "one-too-many")
+	var shares [][]byte
+	crs := []byte("medx test ceremony seed 0002")
+	for _, id := range over {
+		h, err := NewKeyHolder(s.p, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh, err := h.PublicKeyShare(crs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shares = append(shares, sh)
+	}
+	if len(over) > MaxKeyHolders {
+		_, err = CollectivePublicKey(s.p, crs, shares)
+		wantErr(t, "CollectivePublicKey(MaxKeyHolders+1 shares)", err, ErrMalformed)
+	}
+}
+
+// TestRunLocalCustodians folds each custodian's noise share into its own
+// contribution: the same result from fewer messages.
+func TestRunLocalCustodians(t *testing.T) {
+	s := threeHolders(t) // custodian-1, custodian-2, board
+	spec := sexSpec(false)
+	contrib := sexContributions()
+	sep, err := RunLocal(t.Context(), s.p, s.pk, s.holders, spec, contrib, s.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	folded, err := RunLocalCustodians(t.Context(), s.p, s.pk, s.holders, spec, contrib, s.pub)
+	if err != nil {
+		t.Fatalf("RunLocalCustodians = %v", err)
+	}
+	want := []int64{65, 50, 900, 130000, 0, 35, 0, 0, 0, 0, 0, 0, 0, 0}
+	for name, rel := range map[string]*Release{"separate": sep, "folded": folded} {
+		got, err := s.sponsor.Decrypt(rel.Ciphertext, len(spec.Slots))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", name, diff)
+		}
+	}
+	if saved := sep.MessageBytes - folded.MessageBytes; saved <= 0 {
+		t.Errorf("folding saved %d bytes, want two ciphertexts", saved)
+	}
+
+	// With noise on, the folded message carries the share: the released
+	// counts are noisy, and consistent with the gate.
+	noisy := sexSpec(true)
+	big := [][]int64{
+		{400, 300, 1200, 90000, 50, 200, 50, 400, 300, 1200, 90000, 50, 200, 50},
+		{250, 200, -300, 40000, 20, 150, 30, 250, 200, -300, 40000, 20, 150, 30},
+	}
+	rel, err := RunLocalCustodians(t.Context(), s.p, s.pk, s.holders, noisy, big, s.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.sponsor.Decrypt(rel.Ciphertext, len(noisy.Slots))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exact := plainSum(big)
+	differs := 0
+	for i := range got {
+		if got[i] != exact[i] {
+			differs++
+		}
+		if d := math.Abs(float64(got[i] - exact[i])); d > 64*noisy.NoiseScales()[i]+1 {
+			t.Errorf("slot %d: noise %g beyond 64 scales", i, d)
+		}
+	}
+	if differs < len(got)/2 {
+		t.Errorf("only %d of %d slots carry noise", differs, len(got))
+	}
+
+	n, err := s.holders[0].DrawNoise(spec, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := sexSpec(false)
+	other.MinCell = 11
+	for name, f := range map[string]func() error{
+		"more contributors than key holders": func() error {
+			_, err := RunLocalCustodians(t.Context(), s.p, s.pk, s.holders, spec, append(contrib, contrib...), s.pub)
+			return err
+		},
+		"another spec": func() error { _, err := n.EncryptWith(s.p, s.pk, other, contrib[0]); return err },
+		"short vector": func() error { _, err := n.EncryptWith(s.p, s.pk, spec, contrib[0][:4]); return err },
+	} {
+		if err := f(); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%s: error = %v, want ErrInvalidSpec", name, err)
+		}
+	}
 }

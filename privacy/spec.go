@@ -223,6 +223,10 @@ type Disclosure struct {
 	EpsilonSpent    float64   `json:"epsilonSpent"`
 	EpsilonLeft     float64   `json:"epsilonLeft"` // filled in by the caller from the ledger
 	KeyHolders      int       `json:"keyHolders"`
+	// Differencing is the account of the differencing check (see
+	// CheckDifferencing), filled in by the caller that ran it; nil when no
+	// check ran (RunLocal, which sees a single query).
+	Differencing *Differencing `json:"differencing,omitempty"`
 }
 
 // Mechanism names.

@@ -13,9 +13,10 @@ import (
 
 // Message kinds (the fourth byte of every message).
 const (
-	kindGate          byte = 'G' // count-only ciphertext under the collective key
-	kindRelease       byte = 'R' // full payload ciphertext under the collective key
-	kindSponsorCT     byte = 'S' // payload re-encrypted to a sponsor key
+	kindContribution  byte = 'C' // a contributor's or key holder's vector under the collective key (top level)
+	kindGate          byte = 'G' // the sum's count-like slots, selected (sealed level)
+	kindRelease       byte = 'R' // the sum's released slots, selected (sealed level)
+	kindSponsorCT     byte = 'S' // the release re-encrypted to a sponsor key (sealed level)
 	kindDecryptShare  byte = 'd' // collective-decryption share (gate)
 	kindSwitchShare   byte = 'w' // public-key-switch share (release)
 	kindPKShare       byte = 'k' // collective public-key share (ceremony)
@@ -34,6 +35,8 @@ const (
 
 func kindName(k byte) string {
 	switch k {
+	case kindContribution:
+		return "contribution ciphertext"
 	case kindGate:
 		return "gate ciphertext"
 	case kindRelease:
@@ -184,13 +187,22 @@ func (r *reader) digest() [digestLen]byte {
 	return d
 }
 
-// level reads a ciphertext level and checks it against the parameters.
-func (r *reader) level(p Params) int {
+// level reads a ciphertext level and checks that it is want.
+func (r *reader) level(want int) int {
 	l := int(r.u8())
-	if r.err == nil && l != p.s.level {
-		r.fail("level %d, expected %d", l, p.s.level)
+	if r.err == nil && l != want {
+		r.fail("level %d, expected %d", l, want)
 	}
 	return l
+}
+
+// levelOf is the only level a ciphertext of kind may have: contributions are
+// made at the top level; everything after the selector is one level below.
+func levelOf(p Params, kind byte) int {
+	if kind == kindContribution {
+		return p.s.level
+	}
+	return p.s.sealLevel
 }
 
 // fill reads the coefficients of an allocated polynomial, one row per modulus,
@@ -258,30 +270,48 @@ func marshalCiphertext(p Params, c ciphertext) []byte {
 }
 
 func unmarshalCiphertext(p Params, b []byte, kind byte) (ciphertext, error) {
-	r, err := newReader(p, b, kind)
-	if err != nil {
+	c := ciphertext{kind: kind}
+	if err := p.check(); err != nil {
 		return ciphertext{}, err
 	}
-	level := r.level(p)
-	c := ciphertext{kind: kind}
-	if kind == kindSponsorCT {
-		c.sponsor = r.digest()
-	}
-	if r.err != nil {
-		return ciphertext{}, r.err
-	}
-	c.ct = newCiphertext(p)
-	q := p.s.he.Q()[:level+1]
-	r.fill(c.ct.Value[0], q)
-	r.fill(c.ct.Value[1], q)
-	if err := r.end(); err != nil {
+	c.ct = newCiphertext(p, levelOf(p, kind))
+	if err := readCiphertext(p, b, kind, c.ct, &c.sponsor); err != nil {
 		return ciphertext{}, err
 	}
 	return c, nil
 }
 
-// newCiphertext allocates a degree-1 ciphertext with the metadata of every
-// fresh MedX ciphertext (default scale, batched, NTT).
-func newCiphertext(p Params) *rlwe.Ciphertext {
-	return heint.NewCiphertext(p.s.he, 1, p.s.level)
+// readCiphertext decodes b, a ciphertext message of kind, into ct (allocated
+// at the kind's level) and, for a sponsor ciphertext, its sponsor digest.
+func readCiphertext(p Params, b []byte, kind byte, ct *rlwe.Ciphertext, sponsor *[digestLen]byte) error {
+	r, err := newReader(p, b, kind)
+	if err != nil {
+		return err
+	}
+	level := r.level(levelOf(p, kind))
+	if kind == kindSponsorCT {
+		d := r.digest()
+		if sponsor != nil {
+			*sponsor = d
+		}
+	}
+	if r.err != nil {
+		return r.err
+	}
+	q := p.s.he.Q()[:level+1]
+	r.fill(ct.Value[0], q)
+	r.fill(ct.Value[1], q)
+	return r.end()
+}
+
+// dedupBytes is how much of a contribution Add compares to catch one given
+// twice: the level byte and the first 8 coefficients.
+const dedupBytes = 64
+
+// newCiphertext allocates a degree-1 ciphertext at level with the metadata of
+// every MedX ciphertext (default scale, batched, NTT). Selected ciphertexts
+// have the default scale too: the selector is encoded with the scale that the
+// modulus drop divides out (see selectSlots), so no metadata travels.
+func newCiphertext(p Params, level int) *rlwe.Ciphertext {
+	return heint.NewCiphertext(p.s.he, 1, level)
 }
