@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -47,6 +49,7 @@ type Exchange struct {
 	boards     []*privacy.KeyHolder // ethics boards' key shares
 	cfg        Config
 	log        *slog.Logger
+	studies    sync.Map // ledger.RequestID -> *sync.Mutex, see lockStudy
 }
 
 // New returns an exchange. Every custodian and every board key holder took
@@ -229,21 +232,30 @@ func (ex *Exchange) Patient(ctx context.Context, p *Patient) (PatientView, error
 		if len(lics) == 0 {
 			continue
 		}
-		bal, err := ex.led.Balance(ctx, pn)
-		if err != nil {
-			return PatientView{}, fmt.Errorf("balance of %s: %w", pn, err)
-		}
-		v.Balance += bal
-		v.Licences = append(v.Licences, lics...)
-		for _, l := range lics {
-			qs, err := ex.led.LicenceQueries(ctx, l.ID)
-			if err != nil {
-				return PatientView{}, fmt.Errorf("queries that used %s: %w", l.ID, err)
-			}
-			v.Accesses = append(v.Accesses, qs...)
+		if err := ex.addToView(ctx, &v, pn, lics); err != nil {
+			return PatientView{}, err
 		}
 	}
 	return v, nil
+}
+
+// addToView adds pseudonym pn's licences lics, its balance and the queries
+// that used its licences to v.
+func (ex *Exchange) addToView(ctx context.Context, v *PatientView, pn ledger.ParticipantID, lics []ledger.Licence) error {
+	bal, err := ex.led.Balance(ctx, pn)
+	if err != nil {
+		return fmt.Errorf("balance of %s: %w", pn, err)
+	}
+	v.Balance += bal
+	v.Licences = append(v.Licences, lics...)
+	for _, l := range lics {
+		qs, err := ex.led.LicenceQueries(ctx, l.ID)
+		if err != nil {
+			return fmt.Errorf("queries that used %s: %w", l.ID, err)
+		}
+		v.Accesses = append(v.Accesses, qs...)
+	}
+	return nil
 }
 
 // QueryOptions tune one query.
@@ -270,6 +282,16 @@ func HashQuery(text string) string {
 // Query runs an aggregate query for the sponsor of request id over the
 // patients whose licence is in force at the query's ledger time, encrypted
 // end to end, and returns the result switched to sponsorPub.
+//
+// Before anything is charged or computed the query is checked, and refused
+// with the ledger unchanged: its shape and value bounds (privacy.Spec.Check,
+// ErrRefused), the sponsor (ledger.ErrForbidden), the study's status
+// (ledger.ErrState) and budget (ledger.ErrBudget), and the differencing rule
+// against every earlier released query of the study (privacy.CheckDifferencing,
+// ErrRefused wrapping privacy.ErrDifferencing): two cohorts that differ by
+// fewer than the minimum cell size among patients licensed both times are
+// never both released. Queries of one study run one at a time in an
+// exchange, so that each is checked against all those released before it.
 func (ex *Exchange) Query(ctx context.Context, sponsor ledger.Signer, sponsorPub []byte, id ledger.RequestID, src string, opt QueryOptions) (*QueryResult, error) {
 	q, err := cohorts.ParseQuery(src)
 	if err != nil {
@@ -279,7 +301,7 @@ func (ex *Exchange) Query(ctx context.Context, sponsor ledger.Signer, sponsorPub
 	if eps == 0 {
 		eps = ex.cfg.DefaultEpsilon
 	}
-	if eps < 0 {
+	if eps < 0 || math.IsNaN(eps) || math.IsInf(eps, 0) {
 		return nil, fmt.Errorf("query epsilon %g: %w", eps, ErrInvalid)
 	}
 	r, err := ex.led.Request(ctx, id)
@@ -294,6 +316,32 @@ func (ex *Exchange) Query(ctx context.Context, sponsor ledger.Signer, sponsorPub
 	if err := spec.Check(ex.params); err != nil {
 		return nil, fmt.Errorf("query: %w: %w", ErrRefused, err)
 	}
+	if sponsor.ID != r.Sponsor {
+		return nil, fmt.Errorf("query %s: %s is not its sponsor: %w", id, sponsor.ID, ledger.ErrForbidden)
+	}
+	if r.Status != ledger.StatusOpen {
+		return nil, fmt.Errorf("query %s (status %s): %w", id, r.Status, ledger.ErrState)
+	}
+	if left := r.Approval.EpsilonBudget - r.Approval.EpsilonSpent; ledger.EpsilonFromFloat(eps) > left {
+		return nil, fmt.Errorf("query %s: epsilon %g exceeds the %g left: %w", id, eps, left.Float(), ledger.ErrBudget)
+	}
+	unlock := ex.lockStudy(id)
+	defer unlock()
+	earlier, err := ex.releasedQueries(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	records, err := ex.licensedRecords(ctx, id, q.Categories(), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	chk, err := ex.checkDifferencing(ctx, q, records, earlier, r.Approval.MinCell)
+	if err != nil {
+		return nil, fmt.Errorf("query: %w: differencing check failed, refusing: %w", ErrRefused, err)
+	}
+	if chk.refusal != nil {
+		return nil, fmt.Errorf("query: %w: %w", ErrRefused, chk.refusal)
+	}
 	text := q.String()
 	auth, err := ex.led.AuthorizeQuery(ctx, sponsor, ledger.QueryDraft{
 		Request:    id,
@@ -304,7 +352,7 @@ func (ex *Exchange) Query(ctx context.Context, sponsor ledger.Signer, sponsorPub
 	if err != nil {
 		return nil, fmt.Errorf("authorise query on %s: %w", id, err)
 	}
-	res, err := ex.compute(ctx, q, spec, auth, sponsorPub)
+	res, err := ex.compute(ctx, q, spec, auth, sponsorPub, chk)
 	if err != nil {
 		// The budget stays spent: a failed query may still have revealed
 		// something (at least its noisy counts to the key holders).
@@ -334,12 +382,91 @@ func (ex *Exchange) Query(ctx context.Context, sponsor ledger.Signer, sponsorPub
 	}
 	res.Record = rec
 	ex.log.InfoContext(ctx, "query released", "query", rec.ID, "request", id, "licences", rec.Licences,
-		"suppressed", len(res.Disclosure.SuppressedSlots), "epsilon", eps)
+		"suppressed", len(res.Disclosure.SuppressedSlots), "epsilon", eps, "compared", res.Disclosure.Differencing.Compared)
 	return res, nil
 }
 
-// spec describes q's aggregate vector to the privacy layer.
+// lockStudy serialises the queries of one study in this exchange, so that
+// each one's differencing check sees every query released before it.
+func (ex *Exchange) lockStudy(id ledger.RequestID) (unlock func()) {
+	m, _ := ex.studies.LoadOrStore(id, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// releasedQueries are the ids of the study's completed queries: those whose
+// results reached the sponsor.
+func (ex *Exchange) releasedQueries(ctx context.Context, id ledger.RequestID) ([]ledger.QueryID, error) {
+	qs, err := ex.led.Queries(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("queries of %s: %w", id, err)
+	}
+	var out []ledger.QueryID
+	for _, q := range qs {
+		if q.Status == ledger.QueryCompleted {
+			out = append(out, q.ID)
+		}
+	}
+	return out, nil
+}
+
+// licensedRecords are, per custodian (in ex.custodians order), the records
+// whose licence for request id is in force at t and covers categories: the
+// patients a query at t would read. The ledger fixes the real set when it
+// authorises the query; compute checks again if it differs.
+func (ex *Exchange) licensedRecords(ctx context.Context, id ledger.RequestID, categories []string, t time.Time) ([][]string, error) {
+	lics, err := ex.led.Licences(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("licences of %s: %w", id, err)
+	}
+	var refs []ledger.LicenceRef
+	for _, l := range lics {
+		if l.ActiveAt(t) && l.Covers(categories) {
+			refs = append(refs, ledger.LicenceRef{Licence: l.ID, Patient: l.Patient, Custodian: l.Custodian})
+		}
+	}
+	return ex.recordsOf(refs)
+}
+
+// recordsOf maps licences to each custodian's record ids (in ex.custodians
+// order, each sorted).
+func (ex *Exchange) recordsOf(refs []ledger.LicenceRef) ([][]string, error) {
+	byCustodian := map[ledger.ParticipantID][]ledger.ParticipantID{}
+	for _, l := range refs {
+		byCustodian[l.Custodian] = append(byCustodian[l.Custodian], l.Patient)
+	}
+	for id := range byCustodian {
+		if _, err := ex.custodian(id); err != nil {
+			return nil, fmt.Errorf("licence held by an unreachable custodian: %w", err)
+		}
+	}
+	out := make([][]string, len(ex.custodians))
+	for i, c := range ex.custodians {
+		r, err := c.Records(byCustodian[c.ID()])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// spec describes q's aggregate vector to the privacy layer, for this
+// exchange's custodians and noise setting.
 func (ex *Exchange) spec(q *cohorts.Query, minCell int64, eps float64) privacy.Spec {
+	var records int64
+	for _, c := range ex.custodians {
+		records += c.Dataset().Rows()
+	}
+	return QuerySpec(q, records, minCell, eps, ex.cfg.Noise)
+}
+
+// QuerySpec describes q's aggregate vector to the privacy layer: one slot
+// per slot of q's layout, over at most records patients (every custodian's
+// rows), with the study's minimum cell and the query's epsilon. Benchmarks
+// and tools that drive privacy.RunLocal directly use it too.
+func QuerySpec(q *cohorts.Query, records, minCell int64, eps float64, noise bool) privacy.Spec {
 	lay := q.Layout()
 	slots := make([]privacy.SlotSpec, len(lay.Slots))
 	for i, s := range lay.Slots {
@@ -349,11 +476,7 @@ func (ex *Exchange) spec(q *cohorts.Query, minCell int64, eps float64) privacy.S
 		}
 		slots[i] = privacy.SlotSpec{Cell: s.Cell, Group: s.Group, Gate: s.Gate, Kind: kind, Sensitivity: s.Sensitivity, MaxAbs: s.MaxAbs}
 	}
-	var records int64
-	for _, c := range ex.custodians {
-		records += c.Dataset().Rows()
-	}
-	return privacy.Spec{Slots: slots, Records: records, MinCell: minCell, Epsilon: eps, Noise: ex.cfg.Noise}
+	return privacy.Spec{Slots: slots, Records: records, MinCell: minCell, Epsilon: eps, Noise: noise}
 }
 
 // holders are every key holder of the collective key: custodians, then boards.
@@ -365,128 +488,149 @@ func (ex *Exchange) holders() []*privacy.KeyHolder {
 	return append(hs, ex.boards...)
 }
 
-// compute runs the two-round federated protocol: gate on noisy counts, then
-// release of the unsuppressed vector to the sponsor. In one process the
-// exchange calls every party; each call is what that party would compute on
-// its own node, and only ciphertexts and shares pass between them.
-func (ex *Exchange) compute(ctx context.Context, q *cohorts.Query, spec privacy.Spec, auth ledger.QueryAuthorization, sponsorPub []byte) (*QueryResult, error) {
-	byCustodian := map[ledger.ParticipantID][]ledger.ParticipantID{}
-	for _, l := range auth.Licences {
-		byCustodian[l.Custodian] = append(byCustodian[l.Custodian], l.Patient)
+// compute runs the federated protocol for an authorised query. In one
+// process the exchange calls every party; each call is what that party would
+// compute on its own node, and only ciphertexts, shares and capped counts
+// pass between them:
+//
+//  1. each custodian aggregates its licensed patients in the clear and
+//     encrypts its vector together with its share of the noise; each ethics
+//     board encrypts its share of the noise: one message per party;
+//  2. the exchange sums them and selects the count-like slots; the key
+//     holders decrypt those only, and the exchange applies the small-cell
+//     rule to the noisy counts (and withholds cells under the minimum);
+//  3. the exchange selects the released slots; the key holders switch them
+//     to the sponsor's key.
+//
+// If the licences the ledger fixed differ from those the differencing check
+// saw, it is run again on the real set. Each custodian keeps the query's
+// cohort for the checks of later queries.
+func (ex *Exchange) compute(ctx context.Context, q *cohorts.Query, spec privacy.Spec, auth ledger.QueryAuthorization, sponsorPub []byte, chk *differencingCheck) (*QueryResult, error) {
+	records, err := ex.recordsOf(auth.Licences)
+	if err != nil {
+		return nil, err
 	}
-	for id := range byCustodian {
-		if _, err := ex.custodian(id); err != nil {
-			return nil, fmt.Errorf("licence held by an unreachable custodian: %w", err)
+	if !chk.sameRecords(records) {
+		if chk, err = ex.checkDifferencing(ctx, q, records, chk.earlier, spec.MinCell); err != nil {
+			return nil, fmt.Errorf("differencing check: %w", err)
+		}
+		if chk.refusal != nil {
+			return nil, fmt.Errorf("%w: the licences changed while the query was authorised: %w", ErrRefused, chk.refusal)
+		}
+	}
+	for i, c := range ex.custodians {
+		if err := c.rememberCohort(auth.Query.ID, chk.cohorts[i]); err != nil {
+			return nil, err
 		}
 	}
 	// Each custodian aggregates its licensed patients in the clear, locally.
 	vecs := make([][]int64, len(ex.custodians))
-	var wg sync.WaitGroup
-	errs := make([]error, len(ex.custodians))
-	for i, c := range ex.custodians {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			vecs[i], errs[i] = c.Contribute(ctx, q, byCustodian[c.ID()])
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := each(len(ex.custodians), func(i int) (err error) {
+		vecs[i], err = ex.custodians[i].aggregate(ctx, q, records[i])
+		return err
+	}); err != nil {
 		return nil, err
 	}
-	holders := ex.holders()
-	noise := make([]*privacy.NoiseShare, len(holders))
-	for i, h := range holders {
-		n, err := h.DrawNoise(spec, len(holders))
+
+	// 1. One message per party. A custodian holds a key share too: it adds
+	// its own noise share to its vector and sends one ciphertext; an ethics
+	// board sends its noise share alone.
+	holders := ex.holders() // custodians first, in the same order, then boards
+	nc, k := len(ex.custodians), len(holders)
+	msgs := make([][]byte, k)
+	if err := each(k, func(i int) error {
+		h := holders[i]
+		n, err := h.DrawNoise(spec, k)
 		if err != nil {
-			return nil, fmt.Errorf("key holder %s: noise: %w", h.ID(), err)
+			return fmt.Errorf("key holder %s: noise: %w", h.ID(), err)
 		}
-		noise[i] = n
+		if i < nc {
+			msgs[i], err = n.EncryptWith(ex.params, ex.pk, spec, vecs[i])
+		} else {
+			msgs[i], err = n.Encrypt(ex.params, ex.pk)
+		}
+		if err != nil {
+			return fmt.Errorf("key holder %s: encrypt: %w", h.ID(), err)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	sum, err := privacy.Add(ex.params, msgs...)
+	if err != nil {
+		return nil, fmt.Errorf("add ciphertexts: %w", err)
 	}
 
-	// Round 1: gate. Only count-like slots are encrypted and decrypted.
-	var cts [][]byte
-	for i, c := range ex.custodians {
-		ct, err := privacy.EncryptCounts(ex.params, ex.pk, spec, vecs[i])
-		if err != nil {
-			return nil, fmt.Errorf("custodian %s: encrypt counts: %w", c.ID(), err)
-		}
-		cts = append(cts, ct)
-	}
-	for i, n := range noise {
-		ct, err := n.EncryptCounts(ex.params, ex.pk)
-		if err != nil {
-			return nil, fmt.Errorf("key holder %s: encrypt noise: %w", holders[i].ID(), err)
-		}
-		cts = append(cts, ct)
-	}
-	counts, err := privacy.Add(ex.params, cts...)
+	// 2. Gate: only count-like slots are decrypted.
+	gateCT, err := privacy.SelectCounts(ex.params, spec, sum)
 	if err != nil {
-		return nil, fmt.Errorf("add count ciphertexts: %w", err)
+		return nil, fmt.Errorf("select counts: %w", err)
 	}
-	shares := make([][]byte, len(holders))
-	for i, h := range holders {
-		if shares[i], err = h.DecryptShare(counts); err != nil {
-			return nil, fmt.Errorf("key holder %s: decryption share: %w", h.ID(), err)
+	shares := make([][]byte, k)
+	if err := each(k, func(i int) (err error) {
+		if shares[i], err = holders[i].DecryptShare(gateCT); err != nil {
+			return fmt.Errorf("key holder %s: decryption share: %w", holders[i].ID(), err)
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
-	noisy, err := privacy.CombineDecrypt(ex.params, counts, shares, len(spec.Slots))
+	noisy, err := privacy.CombineDecrypt(ex.params, gateCT, shares, len(spec.Slots))
 	if err != nil {
 		return nil, fmt.Errorf("combine gate decryption: %w", err)
 	}
+	if !privacy.Plausible(spec, noisy) {
+		return nil, errors.New("gate: the noisy counts are implausible: a key holder's share is missing or wrong")
+	}
 	suppressed := privacy.Gate(spec, noisy)
+	for i, sl := range spec.Slots {
+		if slices.Contains(chk.verdict.SmallCells, sl.Cell) {
+			suppressed[i] = true
+		}
+	}
 
-	// Round 2: release. Suppressed slots are zeroed at their sources.
-	cts = cts[:0]
-	for i, c := range ex.custodians {
-		ct, err := privacy.EncryptPayload(ex.params, ex.pk, spec, vecs[i], suppressed)
-		if err != nil {
-			return nil, fmt.Errorf("custodian %s: encrypt payload: %w", c.ID(), err)
-		}
-		cts = append(cts, ct)
-	}
-	for i, n := range noise {
-		ct, err := n.EncryptPayload(ex.params, ex.pk, suppressed)
-		if err != nil {
-			return nil, fmt.Errorf("key holder %s: encrypt noise: %w", holders[i].ID(), err)
-		}
-		cts = append(cts, ct)
-	}
-	payload, err := privacy.Add(ex.params, cts...)
+	// 3. Release: only the unsuppressed slots of the layout, to the sponsor.
+	releaseCT, err := privacy.SelectRelease(ex.params, spec, suppressed, sum)
 	if err != nil {
-		return nil, fmt.Errorf("add payload ciphertexts: %w", err)
+		return nil, fmt.Errorf("select release: %w", err)
 	}
-	for i, h := range holders {
-		if shares[i], err = h.SwitchShare(payload, sponsorPub); err != nil {
-			return nil, fmt.Errorf("key holder %s: key-switch share: %w", h.ID(), err)
+	if err := each(k, func(i int) (err error) {
+		if shares[i], err = holders[i].SwitchShare(releaseCT, sponsorPub); err != nil {
+			return fmt.Errorf("key holder %s: key-switch share: %w", holders[i].ID(), err)
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
-	out, err := privacy.CombineSwitch(ex.params, payload, shares)
+	out, err := privacy.CombineSwitch(ex.params, releaseCT, shares)
 	if err != nil {
 		return nil, fmt.Errorf("combine key switch: %w", err)
 	}
-	var idx []int
-	for i, s := range suppressed {
-		if s {
-			idx = append(idx, i)
-		}
+	disc := privacy.NewDisclosure(spec, suppressed, k)
+	// The ledger charged the epsilon whether or not noise is on (off only in
+	// tests); the account says what was charged.
+	disc.EpsilonSpent = spec.Epsilon
+	verdict := chk.verdict
+	disc.Differencing = &verdict
+	return &QueryResult{Ciphertext: out, Suppressed: suppressed, Disclosure: disc}, nil
+}
+
+// each runs f(0..n-1) on up to GOMAXPROCS goroutines: the parties of one
+// protocol step, as if on their own nodes. It returns the errors joined.
+func each(n int, f func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = f(i)
+		}()
 	}
-	mech := "none"
-	if spec.Noise {
-		mech = "discrete-laplace"
-	}
-	return &QueryResult{
-		Ciphertext: out,
-		Suppressed: suppressed,
-		Disclosure: privacy.Disclosure{
-			MinCell:         spec.MinCell,
-			SuppressedSlots: idx,
-			Mechanism:       mech,
-			NoiseScales:     spec.NoiseScales(),
-			EpsilonSpent:    spec.Epsilon,
-			KeyHolders:      len(holders),
-		},
-	}, nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Decrypt opens a query result with the sponsor's own key, on the sponsor's
