@@ -2,6 +2,8 @@ package notebooks
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -71,6 +73,17 @@ func (r *Run) Failed() int {
 	return n
 }
 
+// maxErrorText bounds the error text recorded for a failed cell.
+const maxErrorText = 400
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
 // ErrCellsFailed is returned (wrapped) by Execute when any cell failed; the
 // run is still complete and recorded.
 var ErrCellsFailed = errors.New("notebook cells failed")
@@ -86,7 +99,11 @@ func Execute(ctx context.Context, nb *Notebook, r Runner, now func() time.Time) 
 		run.Results = append(run.Results, Result{Cell: c, Output: out, Err: err})
 		cp := CellProvenance{Name: c.Name}
 		if err != nil {
-			cp.Error = err.Error()
+			// A failed cell is recorded too, under the hash of its text as
+			// written: the ledger shows what was attempted and why it failed.
+			sum := sha256.Sum256([]byte(c.Query))
+			cp.QueryHash = hex.EncodeToString(sum[:])
+			cp.Error = truncate(err.Error(), maxErrorText)
 		} else {
 			cp.QueryID, cp.QueryHash, cp.ResultHash = out.QueryID, out.QueryHash, out.Table.Hash()
 		}

@@ -3,6 +3,8 @@ package notebooks
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"os"
@@ -73,7 +75,7 @@ func TestExecuteAndReport(t *testing.T) {
 	prov := r.recorded[0]
 	want := Provenance{NotebookHash: nb.Hash, Cells: []CellProvenance{
 		{Name: "counts", QueryID: "qry-0001", QueryHash: strings.Repeat("ab", 32), ResultHash: run.Results[0].Output.Table.Hash()},
-		{Name: "broken", Error: run.Results[1].Err.Error()},
+		{Name: "broken", QueryHash: sha256hex("SELECT hba1c FROM cohort"), Error: run.Results[1].Err.Error()},
 	}}
 	if diff := cmp.Diff(want, prov); diff != "" {
 		t.Errorf("provenance (-want +got):\n%s", diff)
@@ -108,4 +110,9 @@ func TestExecuteAndReport(t *testing.T) {
 	if diff := cmp.Diff(string(g), html); diff != "" {
 		t.Errorf("report differs from %s (-golden +got):\n%s", golden, diff)
 	}
+}
+
+func sha256hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

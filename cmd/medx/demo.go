@@ -608,6 +608,19 @@ func printResult(w io.Writer, res *exchange.QueryResult, t *cohorts.Table) {
 	} else {
 		fmt.Fprintf(w, "noise %s %s\n", d.Mechanism, noiseSummary(res))
 	}
+	if df := d.Differencing; df != nil {
+		fmt.Fprintf(w, "  differencing check: compared with %d earlier queries", df.Compared)
+		if df.LicenceChangeOnlyCount > 0 {
+			fmt.Fprintf(w, "; %d differ only by licence changes under the minimum cell, protected by the noise", df.LicenceChangeOnlyCount)
+		}
+		if df.NoisedCount > 0 {
+			fmt.Fprintf(w, "; %d differently grouped ones differ by under the minimum cell, protected by the noise", df.NoisedCount)
+		}
+		if len(df.SmallCells) > 0 {
+			fmt.Fprintf(w, "; %d cells withheld for having under %d patients", len(df.SmallCells), d.MinCell)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "  privacy budget: epsilon %.2f spent, %.2f left\n", d.EpsilonSpent, d.EpsilonLeft)
 }
 

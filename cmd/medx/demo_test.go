@@ -6,15 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/medx/medx/cohorts"
 	"github.com/medx/medx/exchange"
 	"github.com/medx/medx/ledger"
+	"github.com/medx/medx/notebooks"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -304,6 +308,29 @@ func TestStoryEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("a notebook with a failing cell is still recorded", func(t *testing.T) {
+		pub, err := st.key.PublicKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nb, err := notebooks.Parse("mixed.md", []byte("```medx name=ok\nSELECT COUNT(*) FROM cohort\n```\n```medx name=bad\nSELECT MAX(bmi) FROM cohort\n```\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runner := &exchangeRunner{ex: s.ex, sponsor: st.sponsor, key: st.key, pub: pub, req: st.request.ID, epsilon: 0.1}
+		run, err := notebooks.Execute(ctx, nb, runner, time.Now)
+		if !errors.Is(err, notebooks.ErrCellsFailed) {
+			t.Fatalf("Execute = %v, want ErrCellsFailed", err)
+		}
+		rec, err := s.client.NotebookRun(ctx, ledger.NotebookRunID(run.RecordID))
+		if err != nil {
+			t.Fatalf("run %q not on the ledger: %v", run.RecordID, err)
+		}
+		if len(rec.Cells) != 2 || rec.Cells[0].ResultHash != run.Results[0].Output.Table.Hash() || rec.Cells[1].Error == "" {
+			t.Errorf("recorded cells %+v", rec.Cells)
+		}
+	})
+
 	t.Run("cells under the minimum are suppressed, never released", func(t *testing.T) {
 		// Few patients are over 73: some cells fall under the minimum of 10.
 		const q = "SELECT COUNT(*) AS n, AVG(hba1c) AS a1c, HISTOGRAM(bmi, 25, 30, 35, 40) AS bmi FROM cohort WHERE age > 72 GROUP BY sex"
@@ -475,6 +502,7 @@ func TestDemoRefusesBadInput(t *testing.T) {
 		"stray argument":  {"demo", "extra"},
 		"no places":       {"demo", "--places", "0"},
 		"audit no dir":    {"audit", "verify"},
+		"audit bad dir":   {"audit", "verify", "--dir", t.TempDir()},
 		"audit not medx":  {"audit", "verify", "--dir", t.TempDir()},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -500,31 +528,88 @@ func mustJSON(t *testing.T, v any) []byte {
 	return b
 }
 
-func TestAuditVerifyCommand(t *testing.T) {
+func TestAuditCommands(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	if err := run(t.Context(), []string{"demo", "--dir", dir, "--patients", "1000"}, func(string) string { return "" }, &out, &errb); err != nil {
+	env := func(string) string { return "" }
+	if err := run(t.Context(), []string{"demo", "--dir", dir, "--patients", "1000"}, env, &out, &errb); err != nil {
 		t.Fatalf("demo: %v\n%s", err, errb.String())
 	}
-	out.Reset()
-	if err := run(t.Context(), []string{"audit", "verify", "--dir", dir}, func(string) string { return "" }, &out, &errb); err != nil {
-		t.Fatalf("audit verify: %v\n%s", err, errb.String())
+	audit := func(args ...string) (string, error) {
+		var o, e bytes.Buffer
+		err := run(t.Context(), append([]string{"audit"}, args...), env, &o, &e)
+		return o.String(), err
 	}
-	if !strings.Contains(out.String(), "verified") || !strings.Contains(out.String(), "conserved") {
-		t.Errorf("audit verify output:\n%s", out.String())
+	got, err := audit("verify", "--dir", dir)
+	if err != nil || !strings.Contains(got, "verified") || !strings.Contains(got, ": conserved") || !strings.Contains(got, "revoked 1") {
+		t.Fatalf("audit verify --dir: %v\n%s", err, got)
 	}
-}
+	// A bare copy of the ledger file verifies on its own.
+	raw, err := os.ReadFile(filepath.Join(dir, "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(cp, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := audit("verify", "--ledger", cp); err != nil || !strings.Contains(got, "verified") {
+		t.Errorf("audit verify --ledger copy: %v\n%s", err, got)
+	}
+	// An altered copy fails, naming the block.
+	i := bytes.Index(raw, []byte(`"licence_granted"`))
+	if i < 0 {
+		t.Fatal("no licence event found in the ledger file")
+	}
+	bad := bytes.Clone(raw)
+	bad[i+2] ^= 0x01
+	badPath := filepath.Join(t.TempDir(), "bad.db")
+	if err := os.WriteFile(badPath, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit("verify", "--ledger", badPath); err == nil || !strings.Contains(err.Error(), "block") {
+		t.Errorf("audit verify of an altered file = %v, want a failure naming the block", err)
+	}
 
-func TestDemoStudyFills(t *testing.T) {
-	var out, errb bytes.Buffer
-	args := []string{"demo", "--dir", t.TempDir(), "--patients", "2000", "--places", "20", "--seed", "2"}
-	if err := run(t.Context(), args, func(string) string { return "" }, &out, &errb); err != nil {
-		t.Fatalf("demo: %v\n%s", err, errb.String())
+	// Export, whole and filtered.
+	jl := filepath.Join(t.TempDir(), "trail.jsonl")
+	if _, err := audit("export", "--dir", dir, "--out", jl); err != nil {
+		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`\b20 accepted`).MatchString(out.String()) || !strings.Contains(out.String(), "after all 20 places were taken") {
-		t.Errorf("a full study should show 20 accepted and the late patients refused:\n%s", out.String())
+	all, err := os.ReadFile(jl)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "licences active 19, revoked 1") {
-		t.Errorf("audit should count 19 active licences and 1 revoked:\n%s", out.String())
+	lines := strings.Split(strings.TrimSpace(string(all)), "\n")
+	var first struct {
+		Request string `json:"request"`
+	}
+	var req string
+	for _, l := range lines {
+		if err := json.Unmarshal([]byte(l), &first); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		if first.Request != "" {
+			req = first.Request
+		}
+	}
+	csvOut, err := audit("export", "--dir", dir, "--format", "csv", "--request", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := strings.Split(strings.TrimSpace(csvOut), "\n")
+	if len(rows) < 3 || len(rows)-1 >= len(lines) || !strings.HasPrefix(rows[0], "height,time,tx") {
+		t.Errorf("csv export for %s: %d rows of %d records; header %q", req, len(rows)-1, len(lines), rows[0])
+	}
+	for _, bad := range [][]string{
+		{"verify"},
+		{"verify", "--dir", dir, "--ledger", cp},
+		{"export", "--dir", dir, "--format", "xml"},
+		{"export", "--dir", dir, "--from", "yesterday"},
+		{"frobnicate"},
+	} {
+		if _, err := audit(bad...); err == nil {
+			t.Errorf("audit %q succeeded, want an error", bad)
+		}
 	}
 }

@@ -14,7 +14,13 @@ const usage = `usage: medx <command> [flags]
 
 commands:
   demo          run a whole study end to end on the embedded ledger and print what each party sees
-  audit verify  verify a data directory's ledger independently and summarise the trail
+  audit verify  verify a ledger independently (--dir DIR or --ledger FILE) and summarise the trail
+  audit export  write the licence and query trail as JSON Lines or CSV, filtered by request, patient, time
+  bench query   time one typical query in plaintext and through the encrypted path (one JSON object)
+  serve         serve the HTTP API over a data directory (the demo's, created if missing)
+  token         print a development bearer token signed with a data directory's key
+  import        import FHIR R4, OMOP CDM or CSV records into a dataset: medx import fhir|omop|csv INPUT --out DIR
+  query         evaluate an aggregate query over a custodian's own dataset: medx query --dataset DIR 'SELECT ...'
 
 Run 'medx <command> -h' for a command's flags.`
 
@@ -30,10 +36,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "demo":
 		return runDemo(ctx, args[1:], getenv, stdout, stderr)
 	case "audit":
-		if len(args) < 2 || args[1] != "verify" {
-			return fmt.Errorf("%w: medx audit verify --dir DIR", errUsage)
+		switch {
+		case len(args) >= 2 && args[1] == "verify":
+			return runAuditVerify(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "export":
+			return runAuditExport(ctx, args[2:], stdout, stderr)
 		}
-		return runAuditVerify(ctx, args[2:], stdout, stderr)
+		return fmt.Errorf("%w: medx audit verify|export (--dir DIR | --ledger FILE)", errUsage)
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], stdout, stderr)
+	case "import":
+		return runImport(ctx, args[1:], stdout, stderr)
+	case "query":
+		return runQuery(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
