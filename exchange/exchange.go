@@ -99,8 +99,22 @@ func (ex *Exchange) PostRequest(ctx context.Context, sponsor ledger.Signer, d le
 	return r, nil
 }
 
+// Disclosure limits a study gets when its ethics board sets none.
+const (
+	DefaultMinCell      = 10
+	DefaultStudyEpsilon = 1.0
+)
+
 // Approve records an ethics board's approval with its disclosure limits.
+// A zero MinCell or EpsilonBudget takes the default (DefaultMinCell,
+// DefaultStudyEpsilon); a negative one is refused by the ledger.
 func (ex *Exchange) Approve(ctx context.Context, board ledger.Signer, id ledger.RequestID, t ledger.ApprovalTerms) (ledger.Request, error) {
+	if t.MinCell == 0 {
+		t.MinCell = DefaultMinCell
+	}
+	if t.EpsilonBudget == 0 {
+		t.EpsilonBudget = ledger.EpsilonFromFloat(DefaultStudyEpsilon)
+	}
 	r, err := ex.led.ApproveRequest(ctx, board, id, t)
 	if err != nil {
 		return ledger.Request{}, fmt.Errorf("approve %s: %w", id, err)

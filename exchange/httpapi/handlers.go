@@ -167,7 +167,8 @@ func (s *Server) handleApprove() handler {
 		if err != nil {
 			return err
 		}
-		if req.EpsilonBudget <= 0 || req.EpsilonBudget > 1000 {
+		// Zero means omitted: the exchange applies the defaults.
+		if req.EpsilonBudget < 0 || req.EpsilonBudget > 1000 {
 			return fmt.Errorf("epsilonBudget %g: want a value in (0, 1000]: %w", req.EpsilonBudget, errBadRequest)
 		}
 		sg, err := s.signer(p)
