@@ -300,12 +300,12 @@ func benchQueryRun(ctx context.Context, dir string, patients, custodians int, se
 func timed(f func() error) (wall, cpu time.Duration, err error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	c0, ok := threadCPU()
+	c0, ok := privacy.ThreadCPU()
 	start := time.Now()
 	err = f()
 	wall = time.Since(start)
 	cpu = wall
-	if c1, ok1 := threadCPU(); ok && ok1 {
+	if c1, ok1 := privacy.ThreadCPU(); ok && ok1 {
 		cpu = c1 - c0
 	}
 	return wall, cpu, err
