@@ -386,18 +386,7 @@ func (a *patientAcc) patient(refDate time.Time, specs []measureSpec) Patient {
 			continue
 		}
 		m := Measured(a.m[i].value)
-		switch s.field {
-		case fHbA1c:
-			p.HbA1c = m
-		case fBMI:
-			p.BMI = m
-		case fSBP:
-			p.SBP = m
-		case fDBP:
-			p.DBP = m
-		case fLDL:
-			p.LDL = m
-		}
+		p.setMeasure(s.field, m)
 	}
 	return p
 }

@@ -488,18 +488,7 @@ func (imp *csvImport) read(ctx context.Context, f io.Reader, w *DatasetWriter) e
 			}
 			imp.stats.Measures++
 			m := Measured(y)
-			switch s.field {
-			case fHbA1c:
-				p.HbA1c = m
-			case fBMI:
-				p.BMI = m
-			case fSBP:
-				p.SBP = m
-			case fDBP:
-				p.DBP = m
-			case fLDL:
-				p.LDL = m
-			}
+			p.setMeasure(s.field, m)
 		}
 		if skip != "" {
 			imp.stats.skip(skip)

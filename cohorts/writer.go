@@ -326,3 +326,20 @@ func (w *DatasetWriter) Abort() error {
 	}
 	return nil
 }
+
+// setMeasure stores m in p's measurement column f (one of the float
+// fields: fHbA1c, fBMI, fSBP, fDBP, fLDL); other fields are ignored.
+func (p *Patient) setMeasure(f int, m Measure) {
+	switch f {
+	case fHbA1c:
+		p.HbA1c = m
+	case fBMI:
+		p.BMI = m
+	case fSBP:
+		p.SBP = m
+	case fDBP:
+		p.DBP = m
+	case fLDL:
+		p.LDL = m
+	}
+}
