@@ -31,6 +31,8 @@ const (
 	FnCompleteQuery       = "CompleteQuery"
 	FnRecordNotebookRun   = "RecordNotebookRun"
 	FnRegisterDataset     = "RegisterDataset"
+	FnAskFeasibility      = "AskFeasibility"
+	FnCompleteFeasibility = "CompleteFeasibility"
 )
 
 // Names of the contract's read-only functions (Contract.Query). Their
@@ -51,6 +53,8 @@ const (
 	FnGetNotebookRun      = "GetNotebookRun"      // (NotebookRunID) -> NotebookRun
 	FnGetDataset          = "GetDataset"          // (DatasetID) -> Dataset
 	FnListDatasets        = "ListDatasets"        // () -> []Dataset
+	FnGetFeasibility      = "GetFeasibility"      // (FeasibilityID) -> FeasibilityRecord
+	FnListFeasibility     = "ListFeasibility"     // (ParticipantID) -> []FeasibilityRecord of that sponsor, by ask time (ties by id)
 )
 
 // InvokeFunctions returns the names of the state-changing functions.
@@ -58,7 +62,7 @@ func InvokeFunctions() []string {
 	return []string{FnBootstrap, FnRegisterParticipant, FnMint, FnTransfer,
 		FnPostRequest, FnApproveRequest, FnRejectRequest, FnHaltRequest, FnCloseRequest,
 		FnExpireRequest, FnAcceptOffer, FnRevokeLicence, FnAuthorizeQuery, FnCompleteQuery,
-		FnRecordNotebookRun, FnRegisterDataset}
+		FnRecordNotebookRun, FnRegisterDataset, FnAskFeasibility, FnCompleteFeasibility}
 }
 
 // QueryFunctions returns the names of the read-only functions.
@@ -66,7 +70,7 @@ func QueryFunctions() []string {
 	return []string{FnGetParticipant, FnListParticipants, FnGetRequest, FnListRequests,
 		FnGetLicence, FnListLicences, FnListPatientLicences, FnListLicenceQueries,
 		FnBalance, FnTokenSummary, FnGetQuery, FnListQueries, FnGetNotebookRun,
-		FnGetDataset, FnListDatasets}
+		FnGetDataset, FnListDatasets, FnGetFeasibility, FnListFeasibility}
 }
 
 // Names of the events the contract emits. Every payload is an EventPayload.
@@ -84,6 +88,8 @@ const (
 	EventQueryCompleted        = "query_completed"
 	EventNotebookRecorded      = "notebook_recorded"
 	EventDatasetRegistered     = "dataset_registered"
+	EventFeasibilityAsked      = "feasibility_asked"
+	EventFeasibilityReleased   = "feasibility_released"
 )
 
 // EventPayload is the JSON payload of every contract event: ids,
@@ -99,6 +105,7 @@ type EventPayload struct {
 	Query       QueryID       `json:"query,omitempty"`
 	NotebookRun NotebookRunID `json:"notebookRun,omitempty"`
 	Dataset     DatasetID     `json:"dataset,omitempty"`
+	Feasibility FeasibilityID `json:"feasibility,omitempty"`
 	Amount      Amount        `json:"amount,omitempty"`
 	Licences    int64         `json:"licences,omitempty"`
 	// LicencesDigest is the query's LicencesDigest (query events).
@@ -243,6 +250,10 @@ func invokeHandler(fn string) func(*call) ([]byte, *Event, error) {
 		return (*call).recordNotebookRun
 	case FnRegisterDataset:
 		return (*call).registerDataset
+	case FnAskFeasibility:
+		return (*call).askFeasibility
+	case FnCompleteFeasibility:
+		return (*call).completeFeasibility
 	}
 	return nil
 }

@@ -45,6 +45,10 @@ func (Contract) Query(tx TxContext, st State, fn string, args [][]byte) ([]byte,
 		v, err = r.dataset()
 	case FnListDatasets:
 		v, err = r.list(pDataset, func(st State, p string) (any, error) { return rangeJSON[Dataset](st, p) })
+	case FnGetFeasibility:
+		v, err = r.feasibility()
+	case FnListFeasibility:
+		v, err = r.feasibilities()
 	default:
 		return nil, fmt.Errorf("query %q: %w", fn, ErrUnknownMethod)
 	}

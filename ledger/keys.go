@@ -26,11 +26,15 @@ const (
 	pNotebookRun   = "nb/"           // nb/<id> -> NotebookRun
 	pDataset       = "ds/"           // ds/<id> -> Dataset
 	pNonce         = "nonce/"        // nonce/<actor>/<nonce> -> tx id
+	pFeasibility   = "fea/"          // fea/<id> -> FeasibilityRecord
+	pFeaSponsor    = "feas/"         // feas/<sponsor>/<ask time, 16 hex digits of Unix ns>/<id> -> epsilon charged, decimal
+	pFeaCache      = "feac/"         // feac/<criteria hash>/<data digest> -> id of the first release
 	idPrefixReq    = "req"           // id prefixes of derived ids
 	idPrefixLic    = "lic"           //
 	idPrefixQuery  = "qry"           //
 	idPrefixNbRun  = "nb"            //
 	idPrefixDS     = "ds"            //
+	idPrefixFeas   = "fea"           //
 	pseudonymStart = "pn-"           // reserved for PseudonymID
 	keySep         = "/"
 )

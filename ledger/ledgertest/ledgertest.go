@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T, clock func() time.Time) ledger.Ba
 		{"Replay", testReplay},
 		{"Determinism", testDeterminism},
 		{"Datasets", testDatasets},
+		{"Feasibility", testFeasibility},
 		{"ConcurrentAccepts", testConcurrentAccepts},
 		{"RawCalls", testRawCalls},
 	}
@@ -225,6 +226,7 @@ type snapshot struct {
 	Licences     map[ledger.RequestID][]ledger.Licence
 	Queries      map[ledger.RequestID][]ledger.QueryRecord
 	Datasets     []ledger.Dataset
+	Feasibility  map[ledger.ParticipantID][]ledger.FeasibilityRecord
 }
 
 func (e *env) snapshot() snapshot {
@@ -258,6 +260,13 @@ func (e *env) snapshot() snapshot {
 	}
 	s.Datasets, err = e.c.Datasets(e.ctx)
 	fail("Datasets", err)
+	s.Feasibility = map[ledger.ParticipantID][]ledger.FeasibilityRecord{}
+	for _, p := range s.Participants {
+		if p.Role == ledger.RoleSponsor {
+			s.Feasibility[p.ID], err = e.c.Feasibilities(e.ctx, p.ID)
+			fail("Feasibilities", err)
+		}
+	}
 	return s
 }
 
