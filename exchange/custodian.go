@@ -97,11 +97,15 @@ func (c *Custodian) Matches(ctx context.Context, req ledger.Request, record stri
 	return m[record], nil
 }
 
-// MatchCount is how many of the custodian's patients match criteria. It
-// stays inside the custodian: only noisy totals ever leave.
-func (c *Custodian) matchCount(ctx context.Context, criteria string) (int, error) {
-	m, err := c.matching(ctx, criteria)
-	return len(m), err
+// countAll is q's plaintext vector over all the custodian's patients,
+// licensed or not: a feasibility count's contribution. It stays inside the
+// custodian: only the noisy total across custodians ever leaves.
+func (c *Custodian) countAll(ctx context.Context, q *cohorts.Query) ([]int64, error) {
+	vec, err := c.data.Aggregate(ctx, q, cohorts.AllPatients())
+	if err != nil {
+		return nil, fmt.Errorf("custodian %s: count: %w", c.signer.ID, err)
+	}
+	return vec, nil
 }
 
 // Certify certifies pub as record's per-study key for req, after checking

@@ -33,10 +33,15 @@ type Config struct {
 	Noise bool
 	// DefaultEpsilon is the budget a query spends when the sponsor names none.
 	DefaultEpsilon float64
+	// Feasibility is the policy of feasibility counts; zero fields take
+	// the defaults (see FeasibilityPolicy).
+	Feasibility FeasibilityPolicy
 }
 
 // DefaultConfig is the configuration of a real exchange.
-func DefaultConfig() Config { return Config{Noise: true, DefaultEpsilon: 0.25} }
+func DefaultConfig() Config {
+	return Config{Noise: true, DefaultEpsilon: 0.25, Feasibility: DefaultFeasibilityPolicy()}
+}
 
 // Exchange runs studies over the ledger, the custodians' nodes and the
 // collective key.
@@ -50,6 +55,7 @@ type Exchange struct {
 	cfg        Config
 	log        *slog.Logger
 	studies    sync.Map // ledger.RequestID -> *sync.Mutex, see lockStudy
+	asks       sync.Map // criteria hash + data digest -> *sync.Mutex, see Feasibility
 }
 
 // New returns an exchange. Every custodian and every board key holder took
@@ -402,8 +408,11 @@ func (ex *Exchange) Query(ctx context.Context, sponsor ledger.Signer, sponsorPub
 
 // lockStudy serialises the queries of one study in this exchange, so that
 // each one's differencing check sees every query released before it.
-func (ex *Exchange) lockStudy(id ledger.RequestID) (unlock func()) {
-	m, _ := ex.studies.LoadOrStore(id, &sync.Mutex{})
+func (ex *Exchange) lockStudy(id ledger.RequestID) (unlock func()) { return lockKey(&ex.studies, id) }
+
+// lockKey locks the mutex of key k in locks, created on first use.
+func lockKey(locks *sync.Map, k any) (unlock func()) {
+	m, _ := locks.LoadOrStore(k, &sync.Mutex{})
 	mu := m.(*sync.Mutex)
 	mu.Lock()
 	return mu.Unlock
@@ -546,56 +555,13 @@ func (ex *Exchange) compute(ctx context.Context, q *cohorts.Query, spec privacy.
 		return nil, err
 	}
 
-	// 1. One message per party. A custodian holds a key share too: it adds
-	// its own noise share to its vector and sends one ciphertext; an ethics
-	// board sends its noise share alone.
-	holders := ex.holders() // custodians first, in the same order, then boards
-	nc, k := len(ex.custodians), len(holders)
-	msgs := make([][]byte, k)
-	if err := each(k, func(i int) error {
-		h := holders[i]
-		n, err := h.DrawNoise(spec, k)
-		if err != nil {
-			return fmt.Errorf("key holder %s: noise: %w", h.ID(), err)
-		}
-		if i < nc {
-			msgs[i], err = n.EncryptWith(ex.params, ex.pk, spec, vecs[i])
-		} else {
-			msgs[i], err = n.Encrypt(ex.params, ex.pk)
-		}
-		if err != nil {
-			return fmt.Errorf("key holder %s: encrypt: %w", h.ID(), err)
-		}
-		return nil
-	}); err != nil {
+	// 1 and 2: one message per party, summed; the gate decrypts the counts.
+	sum, noisy, holders, err := ex.gateRound(spec, vecs)
+	if err != nil {
 		return nil, err
 	}
-	sum, err := privacy.Add(ex.params, msgs...)
-	if err != nil {
-		return nil, fmt.Errorf("add ciphertexts: %w", err)
-	}
-
-	// 2. Gate: only count-like slots are decrypted.
-	gateCT, err := privacy.SelectCounts(ex.params, spec, sum)
-	if err != nil {
-		return nil, fmt.Errorf("select counts: %w", err)
-	}
+	k := len(holders)
 	shares := make([][]byte, k)
-	if err := each(k, func(i int) (err error) {
-		if shares[i], err = holders[i].DecryptShare(gateCT); err != nil {
-			return fmt.Errorf("key holder %s: decryption share: %w", holders[i].ID(), err)
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	noisy, err := privacy.CombineDecrypt(ex.params, gateCT, shares, len(spec.Slots))
-	if err != nil {
-		return nil, fmt.Errorf("combine gate decryption: %w", err)
-	}
-	if !privacy.Plausible(spec, noisy) {
-		return nil, errors.New("gate: the noisy counts are implausible: a key holder's share is missing or wrong")
-	}
 	suppressed := privacy.Gate(spec, noisy)
 	for i, sl := range spec.Slots {
 		if slices.Contains(chk.verdict.SmallCells, sl.Cell) {
@@ -627,6 +593,65 @@ func (ex *Exchange) compute(ctx context.Context, q *cohorts.Query, spec privacy.
 	verdict := chk.verdict
 	disc.Differencing = &verdict
 	return &QueryResult{Ciphertext: out, Suppressed: suppressed, Disclosure: disc}, nil
+}
+
+// gateRound runs the first two steps of the protocol over the custodians'
+// vectors vecs (in ex.custodians order), for compute and for feasibility
+// counts:
+//
+//  1. one message per party: a custodian holds a key share too, so it adds
+//     its own noise share to its vector and sends one ciphertext; an ethics
+//     board sends its noise share alone; the exchange sums them;
+//  2. the gate: only the count-like slots of the sum are selected, and the
+//     key holders decrypt those alone.
+//
+// It returns the sum (for the release), the noisy counts and the key
+// holders (custodians first, then boards).
+func (ex *Exchange) gateRound(spec privacy.Spec, vecs [][]int64) (sum []byte, noisy []int64, holders []*privacy.KeyHolder, err error) {
+	holders = ex.holders()
+	nc, k := len(ex.custodians), len(holders)
+	msgs := make([][]byte, k)
+	if err := each(k, func(i int) error {
+		h := holders[i]
+		n, err := h.DrawNoise(spec, k)
+		if err != nil {
+			return fmt.Errorf("key holder %s: noise: %w", h.ID(), err)
+		}
+		if i < nc {
+			msgs[i], err = n.EncryptWith(ex.params, ex.pk, spec, vecs[i])
+		} else {
+			msgs[i], err = n.Encrypt(ex.params, ex.pk)
+		}
+		if err != nil {
+			return fmt.Errorf("key holder %s: encrypt: %w", h.ID(), err)
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, nil, err
+	}
+	if sum, err = privacy.Add(ex.params, msgs...); err != nil {
+		return nil, nil, nil, fmt.Errorf("add ciphertexts: %w", err)
+	}
+	gateCT, err := privacy.SelectCounts(ex.params, spec, sum)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("select counts: %w", err)
+	}
+	shares := make([][]byte, k)
+	if err := each(k, func(i int) (err error) {
+		if shares[i], err = holders[i].DecryptShare(gateCT); err != nil {
+			return fmt.Errorf("key holder %s: decryption share: %w", holders[i].ID(), err)
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, nil, err
+	}
+	if noisy, err = privacy.CombineDecrypt(ex.params, gateCT, shares, len(spec.Slots)); err != nil {
+		return nil, nil, nil, fmt.Errorf("combine gate decryption: %w", err)
+	}
+	if !privacy.Plausible(spec, noisy) {
+		return nil, nil, nil, errors.New("gate: the noisy counts are implausible: a key holder's share is missing or wrong")
+	}
+	return sum, noisy, holders, nil
 }
 
 // each runs f(0..n-1) on up to GOMAXPROCS goroutines: the parties of one

@@ -33,6 +33,8 @@ type studyOptions struct {
 	// datasets, if set, are the custodians' Parquet files (one each)
 	// instead of generated ones.
 	datasets []string
+	// feasibility is the exchange's feasibility policy (zero: defaults).
+	feasibility exchange.FeasibilityPolicy
 }
 
 // study is a real setup in t.TempDir(): an embedded ledger, custodians with
@@ -145,7 +147,7 @@ func newStudy(t *testing.T, o studyOptions) *study {
 	if s.pub, err = s.key.PublicKey(); err != nil {
 		t.Fatal(err)
 	}
-	cfg := exchange.Config{Noise: o.noise, DefaultEpsilon: o.epsilon}
+	cfg := exchange.Config{Noise: o.noise, DefaultEpsilon: o.epsilon, Feasibility: o.feasibility}
 	s.ex = exchange.New(s.led, s.operator, s.params, pk, s.custs, []*privacy.KeyHolder{boardHolder}, cfg, quiet())
 
 	type reg struct {
