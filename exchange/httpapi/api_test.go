@@ -153,7 +153,7 @@ func TestAPIFlow(t *testing.T) {
 	if r := e.call(t, "GET", "/v1/requests/{id}", string(r1.ID), otherSponsorTok, nil); r.status != 404 {
 		t.Errorf("other sponsor GET request = %d, want 404", r.status)
 	}
-	e.ok(t, 501, "GET", "/v1/requests/{id}/feasibility", string(r1.ID), sponsorTok, nil, nil)
+	checkFeasibility(t, e, r1, sponsorTok, otherSponsorTok, boardTok)
 	approve := map[string]any{"minCell": 2, "epsilonBudget": 5.0, "reason": "proportionate"}
 	e.ok(t, 200, "POST", "/v1/requests/{id}/approve", string(r1.ID), boardTok, approve, nil)
 	e.ok(t, 200, "POST", "/v1/requests/{id}/reject", string(r2.ID), boardTok, map[string]string{"reason": "too broad"}, nil)

@@ -226,17 +226,6 @@ func (s *Server) handleDecision(d decision) handler {
 	}
 }
 
-// handleFeasibility answers 501 until cohorts/privacy provide noisy,
-// thresholded feasibility counts across custodians.
-func (s *Server) handleFeasibility() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		if _, err := s.ex.Request(r.Context(), p, requestID(r)); err != nil {
-			return err
-		}
-		return fmt.Errorf("feasibility counts are not available yet: %w", errNotImplemented)
-	}
-}
-
 func (s *Server) handleQueryRecords() handler {
 	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
 		qs, err := s.ex.QueryRecords(r.Context(), p, requestID(r))
