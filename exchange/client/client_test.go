@@ -37,9 +37,30 @@ func TestClientStudy(t *testing.T) {
 	cust := exchangetest.Custodians[0]
 	recs := f.MatchingPatients(t, cust, exchangetest.Criteria, 6)
 
+	// Feasibility before posting, then for the request: the same criteria,
+	// answered from the cache.
+	feas, err := sponsor.Feasibility(ctx, exchangetest.Criteria)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if feas.BelowThreshold || feas.Count < 10 || feas.Threshold != 10 || feas.Record.Status != ledger.FeasibilityReleased {
+		t.Errorf("Feasibility = %+v (%s)", feas, feas)
+	}
+	if _, err := sponsor.Feasibility(ctx, "age >"); !errors.Is(err, ledger.ErrInvalid) {
+		t.Errorf("Feasibility of bad criteria: %v, want ErrInvalid", err)
+	}
+	if _, err := board.Feasibility(ctx, exchangetest.Criteria); !errors.Is(err, ledger.ErrForbidden) {
+		t.Errorf("board Feasibility: %v, want ErrForbidden", err)
+	}
 	r, err := sponsor.PostRequest(ctx, exchangetest.Draft(10))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rf, err := sponsor.RequestFeasibility(ctx, r.ID); err != nil || !rf.Cached || rf.Count != feas.Count {
+		t.Errorf("RequestFeasibility = %+v, %v; want the cached %d", rf, err, feas.Count)
+	}
+	if fs, err := board.FeasibilityRecords(ctx, r.ID); err != nil || len(fs) != 2 {
+		t.Errorf("board FeasibilityRecords = %v, %v; want 2", fs, err)
 	}
 	if _, err := as(ledger.RolePatient, string(cust)+"/"+recs[0]).Accept(ctx, r.ID); !errors.Is(err, exchange.ErrNotOffered) {
 		t.Errorf("Accept before approval: %v, want ErrNotOffered", err)
