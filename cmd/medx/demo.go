@@ -283,19 +283,20 @@ func demoPatient(seed uint64, custodian ledger.ParticipantID, record string) *ex
 
 // story is what happened in a demo run, for the end-to-end test.
 type story struct {
-	request  ledger.Request
-	sponsor  ledger.Signer
-	key      *privacy.SponsorKey
-	board    ledger.Signer
-	accepted []*exchange.Patient
-	late     int // accepted after the study was full, and so refused
-	licences map[*exchange.Patient]ledger.Licence
-	revoked  *exchange.Patient
-	results  []*exchange.QueryResult // before and after the revocation
-	tables   []*cohorts.Table
-	run      *notebooks.Run
-	audit    exchange.AuditSummary
-	tokens   []ledger.TokenSummary // after every step
+	request     ledger.Request
+	sponsor     ledger.Signer
+	key         *privacy.SponsorKey
+	board       ledger.Signer
+	accepted    []*exchange.Patient
+	late        int // accepted after the study was full, and so refused
+	licences    map[*exchange.Patient]ledger.Licence
+	revoked     *exchange.Patient
+	feasibility []*exchange.Feasibility // before posting: the criteria, asked again, a narrower cohort
+	results     []*exchange.QueryResult // before and after the revocation
+	tables      []*cohorts.Table
+	run         *notebooks.Run
+	audit       exchange.AuditSummary
+	tokens      []ledger.TokenSummary // after every step
 }
 
 func tellStory(ctx context.Context, s *site, o demoOptions, w io.Writer) (*story, error) {
@@ -345,6 +346,10 @@ func tellStory(ctx context.Context, s *site, o demoOptions, w io.Writer) (*story
 	}
 	fmt.Fprintf(w, "  operator minted %d MED to %s\n", minted, demoSponsor)
 	if err := checkpoint(); err != nil {
+		return nil, err
+	}
+
+	if err := checkFeasibility(ctx, ex, st, w); err != nil {
 		return nil, err
 	}
 
@@ -503,6 +508,36 @@ func tellStory(ctx context.Context, s *site, o demoOptions, w io.Writer) (*story
 	}
 	fmt.Fprintf(w, "\nstory fingerprint (equal for equal --seed): %s\n", fingerprint(s, st))
 	return st, nil
+}
+
+// demoNarrow is a cohort too small to count: its feasibility is withheld.
+const demoNarrow = demoCriteria + " AND age = 40 AND bmi > 45"
+
+// checkFeasibility has the sponsor ask, before posting, how many patients
+// meet the criteria across custodians; asks again (the same answer, free);
+// and asks for a cohort too small to release.
+func checkFeasibility(ctx context.Context, ex *exchange.Exchange, st *story, w io.Writer) error {
+	section(w, "Sponsor "+string(demoSponsor)+" checks feasibility before posting")
+	for i, c := range []string{demoCriteria, demoCriteria, demoNarrow} {
+		f, err := ex.Feasibility(ctx, st.sponsor, c)
+		if err != nil {
+			return err
+		}
+		st.feasibility = append(st.feasibility, f)
+		switch i {
+		case 0:
+			fmt.Fprintf(w, "  criteria: %s\n  across custodians: %s\n", f.Criteria, f)
+		case 1:
+			fmt.Fprintf(w, "  asked again: %s\n", f)
+		default:
+			fmt.Fprintf(w, "  a narrower cohort (%s): %s\n", f.Criteria, f)
+		}
+		if i == 2 {
+			fmt.Fprintf(w, "  feasibility %s on the ledger; allowance left: epsilon %.2f of %.2f and %d asks in %d days\n",
+				f.Record.ID, f.EpsilonLeft, ledger.FeasibilityAllowance.Float(), f.AsksLeft, ledger.FeasibilityWindow/(24*time.Hour))
+		}
+	}
+	return nil
 }
 
 func section(w io.Writer, title string) { fmt.Fprintf(w, "\n== %s\n", title) }

@@ -129,6 +129,34 @@ func TestStoryEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("feasibility before posting is the plaintext count, rounded", func(t *testing.T) {
+		var plain int64
+		for _, c := range s.custs {
+			ids, err := c.Dataset().Match(ctx, mustCriteria(demoCriteria))
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain += int64(len(ids))
+		}
+		if len(st.feasibility) != 3 {
+			t.Fatalf("%d feasibility answers, want 3", len(st.feasibility))
+		}
+		f, again, narrow := st.feasibility[0], st.feasibility[1], st.feasibility[2]
+		if d := f.Count - plain; f.BelowThreshold || d < -2 || d > 2 || f.Count%5 != 0 || f.Record.Request != "" {
+			t.Errorf("feasibility = %d (%+v), want %d rounded to 5", f.Count, f.Record, plain)
+		}
+		if !again.Cached || again.Count != f.Count || again.EpsilonSpent != 0 {
+			t.Errorf("repeat = %+v, want the cached answer", again)
+		}
+		if !narrow.BelowThreshold || narrow.Count != 0 {
+			t.Errorf("narrow cohort = %+v, want withheld", narrow)
+		}
+		recs, err := s.client.Feasibilities(ctx, demoSponsor)
+		if err != nil || len(recs) != 3 {
+			t.Errorf("sponsor's feasibility records = %d, %v; want 3", len(recs), err)
+		}
+	})
+
 	t.Run("revocation drops exactly the revoked patient", func(t *testing.T) {
 		if d := totalCount(t, st.tables[0]) - totalCount(t, st.tables[1]); d != 1 {
 			t.Errorf("count dropped by %v after one revocation, want 1", d)
@@ -458,7 +486,7 @@ func TestDemoCommand(t *testing.T) {
 	}
 	a := run1(t.TempDir(), "3", "true")
 	for _, want := range []string{
-		"== Setup", "posts a cohort request", "approves", "Patients decide", "sees (decrypted locally",
+		"== Setup", "checks feasibility before posting", "discrete-laplace noise of scale 2", "fewer than 10 patients", "posts a cohort request", "approves", "Patients decide", "sees (decrypted locally",
 		"revokes", "runs a notebook", "Patient c", "audits", "noise discrete-laplace", "conserved", "verified",
 	} {
 		if !strings.Contains(a, want) {
