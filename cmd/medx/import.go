@@ -71,16 +71,9 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("import %s: %w", format, err)
 	}
 
-	path := filepath.Join(*out, datasetFile)
-	if _, err := os.Stat(path); err == nil {
-		return fmt.Errorf("import %s: %s already exists: remove it or choose another --out", format, path)
-	}
-	created := false
-	if _, err := os.Stat(*out); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(*out, 0o755); err != nil {
-			return fmt.Errorf("import %s: %w", format, err)
-		}
-		created = true
+	path, created, err := prepareOut(*out)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", format, err)
 	}
 
 	bar := newProgressBar(stderr, "import "+format)
@@ -135,16 +128,38 @@ func printImport(w io.Writer, input string, res cohorts.ImportResult) {
 			fmt.Fprintf(w, "    %s\n", line)
 		}
 	}
+	printManifest(w, m)
+	if !s.ExportDate.IsZero() && !s.ExportDate.Equal(m.RefDate) {
+		fmt.Fprintf(w, "note: the data states its export date as %s; ages are counted at %s (--ref-date)\n",
+			s.ExportDate.Format("2006-01-02"), m.RefDate.Format("2006-01-02"))
+	}
+}
+
+// prepareOut makes sure directory out exists (created reports whether it
+// was made here, so that a failure can remove it) and holds no dataset yet,
+// and returns the dataset's path in it.
+func prepareOut(out string) (path string, created bool, err error) {
+	path = filepath.Join(out, datasetFile)
+	if _, err := os.Stat(path); err == nil {
+		return "", false, fmt.Errorf("%s already exists: remove it or choose another --out", path)
+	}
+	if _, err := os.Stat(out); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return "", false, err
+		}
+		created = true
+	}
+	return path, created, nil
+}
+
+// printManifest prints a dataset's manifest, as a custodian registers it.
+func printManifest(w io.Writer, m cohorts.Manifest) {
 	fmt.Fprintln(w, "dataset manifest")
 	fmt.Fprintf(w, "  path          %s\n", m.Path)
 	fmt.Fprintf(w, "  rows          %d\n", m.Rows)
 	fmt.Fprintf(w, "  content hash  %s\n", m.ContentHash)
 	fmt.Fprintf(w, "  schema hash   %s\n", m.SchemaHash)
 	fmt.Fprintf(w, "  ref date      %s\n", m.RefDate.Format("2006-01-02"))
-	if !s.ExportDate.IsZero() && !s.ExportDate.Equal(m.RefDate) {
-		fmt.Fprintf(w, "note: the data states its export date as %s; ages are counted at %s (--ref-date)\n",
-			s.ExportDate.Format("2006-01-02"), m.RefDate.Format("2006-01-02"))
-	}
 }
 
 // progressBar draws an import's progress on a terminal, and nothing

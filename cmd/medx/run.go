@@ -20,6 +20,7 @@ commands:
   serve         serve the HTTP API over a data directory (the demo's, created if missing)
   token         print a development bearer token signed with a data directory's key
   import        import FHIR R4, OMOP CDM or CSV records into a dataset: medx import fhir|omop|csv INPUT --out DIR
+  generate      write a seeded synthetic dataset: medx generate --out DIR [--patients N] [--seed S]
   query         evaluate an aggregate query over a custodian's own dataset: medx query --dataset DIR 'SELECT ...'
 
 Run 'medx <command> -h' for a command's flags.`
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runImport(ctx, args[1:], stdout, stderr)
 	case "query":
 		return runQuery(ctx, args[1:], stdout, stderr)
+	case "generate":
+		return runGenerate(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
