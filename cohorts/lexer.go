@@ -165,6 +165,9 @@ func lex(src string) ([]token, error) {
 		default:
 			r, _ := utf8.DecodeRuneInString(src[i:])
 			msg := fmt.Sprintf("unexpected character %q", r)
+			if strings.ContainsRune("+/%^|", r) {
+				msg += ": arithmetic is not supported; compute ratios and differences from the released aggregates"
+			}
 			if unicode.IsSpace(r) {
 				msg = fmt.Sprintf("unexpected white space %U", r)
 			}

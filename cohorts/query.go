@@ -186,6 +186,9 @@ func ParseQuery(src string) (*Query, error) {
 		return nil, p.errorf(t, `expected "," or FROM, found %s`, t.describe())
 	}
 	p.next()
+	if t := p.peek(); t.kind == tokLParen {
+		return nil, p.errorf(t, "subqueries are not supported: queries read FROM cohort, one row per patient")
+	}
 	tbl, err := p.expect(tokIdent, "cohort")
 	if err != nil {
 		return nil, err
@@ -296,6 +299,8 @@ func (p *parser) parseItem() (selectItem, error) {
 			return it, p.errorf(arg, `"*" is allowed only in COUNT(*): %s needs a numeric column`, fn)
 		}
 		p.next()
+	case arg.kind == tokIdent && !isKeyword(arg.upper()) && p.toks[p.pos+1].kind == tokLParen:
+		return it, p.errorf(arg, "%s(%s(...)) is not allowed: an aggregate takes a column, not another aggregate or a function", fn, arg.upper())
 	case arg.kind == tokIdent && !isKeyword(arg.upper()):
 		p.next()
 		col, err := p.queryableColumn(arg)
@@ -309,6 +314,8 @@ func (p *parser) parseItem() (selectItem, error) {
 		if it.fn == fnCount {
 			it.fn = fnCountCol
 		}
+	case arg.upper() == "DISTINCT":
+		return it, p.errorf(arg, "DISTINCT is not allowed: distinct values can single out patients; COUNT(*) counts patients and COUNT(column) non-null values")
 	default:
 		what := "a numeric column"
 		if it.fn == fnCount {
