@@ -113,22 +113,30 @@ func (l *typicalLoop) run(d *Dataset, acc []int64) {
 	}
 }
 
-// TestTypicalLoopMatchesAggregate checks that the benchmark's baseline
-// computes exactly what Aggregate computes.
-func TestTypicalLoopMatchesAggregate(t *testing.T) {
+// typicalSetup generates and opens a dataset of patients (closed at the
+// end of the test) and parses typicalQuery.
+func typicalSetup(t testing.TB, patients int) (*Dataset, *Query) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "d.parquet")
-	if _, err := Generate(t.Context(), path, GenerateOptions{Patients: 30_000, Seed: 5, RefDate: testRefDate}); err != nil {
+	if _, err := Generate(t.Context(), path, GenerateOptions{Patients: patients, Seed: 1, RefDate: testRefDate, IDPrefix: "c1-"}); err != nil {
 		t.Fatal(err)
 	}
 	d, err := Open(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(func() { d.Close() })
 	q, err := ParseQuery(typicalQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d, q
+}
+
+// TestTypicalLoopMatchesAggregate checks that the benchmark's baseline
+// computes exactly what Aggregate computes.
+func TestTypicalLoopMatchesAggregate(t *testing.T) {
+	d, q := typicalSetup(t, 30_000)
 	got, err := d.Aggregate(t.Context(), q, AllPatients())
 	if err != nil {
 		t.Fatal(err)
@@ -149,19 +157,7 @@ func TestTypicalLoopMatchesAggregate(t *testing.T) {
 // same vector over the same Arrow columns. rows/s is the query's speed;
 // x-baseline is its speed over the loop's (goal: at least 0.3).
 func BenchmarkTypicalQuery(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "d.parquet")
-	if _, err := Generate(b.Context(), path, GenerateOptions{Patients: 1_000_000, Seed: 1, RefDate: testRefDate, IDPrefix: "c1-"}); err != nil {
-		b.Fatal(err)
-	}
-	d, err := Open(b.Context(), path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
-	q, err := ParseQuery(typicalQuery)
-	if err != nil {
-		b.Fatal(err)
-	}
+	d, q := typicalSetup(b, 1_000_000)
 	loop := newTypicalLoop(b, q)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	base := make([]int64, q.spc*2)
