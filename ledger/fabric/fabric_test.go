@@ -45,7 +45,7 @@ func config(t *testing.T, n *fabrictest.Network, user *fabrictest.Identity) fabr
 	write("msp/keystore/priv_sk", user.KeyPEM)
 	return fabric.Config{
 		PeerEndpoint:          n.Target(),
-		TLS:                   true,
+		TLS:                   n.TLS(),
 		TLSCACert:             write("tls/ca.crt", n.TLSCA.CertPEM),
 		TLSServerNameOverride: n.ServerName,
 		MSPID:                 user.MSPID,

@@ -63,14 +63,14 @@ func recv(ch chan []byte, done chan struct{}) (*peer.ChaincodeMessage, error) {
 // ccSide is the chaincode's end (shim.ClientStream).
 type ccSide struct{ p *pipe }
 
-func (s ccSide) Send(m *peer.ChaincodeMessage) error    { return send(s.p.out, s.p.done, m) }
+func (s ccSide) Send(m *peer.ChaincodeMessage) error   { return send(s.p.out, s.p.done, m) }
 func (s ccSide) Recv() (*peer.ChaincodeMessage, error) { return recv(s.p.in, s.p.done) }
 func (s ccSide) CloseSend() error                      { s.p.close(); return nil }
 
 // peerSide is the peer's end.
 type peerSide struct{ p *pipe }
 
-func (s peerSide) Send(m *peer.ChaincodeMessage) error    { return send(s.p.in, s.p.done, m) }
+func (s peerSide) Send(m *peer.ChaincodeMessage) error   { return send(s.p.in, s.p.done, m) }
 func (s peerSide) Recv() (*peer.ChaincodeMessage, error) { return recv(s.p.out, s.p.done) }
 
 // ccHost plays the peer's chaincode support for one connected chaincode:

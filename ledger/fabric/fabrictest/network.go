@@ -180,6 +180,9 @@ func (n *Network) Close() {
 	n.led.close()
 }
 
+// TLS reports whether the gateway serves TLS.
+func (n *Network) TLS() bool { return n.opts.TLS || n.opts.MutualTLS }
+
 // Target is the gRPC target to dial with DialOption.
 func (n *Network) Target() string { return "passthrough:///" + n.PeerAddress }
 
