@@ -21,6 +21,7 @@ commands:
   token         print a development bearer token signed with a data directory's key
   import        import FHIR R4, OMOP CDM or CSV records into a dataset: medx import fhir|omop|csv INPUT --out DIR
   query         evaluate an aggregate query over a custodian's own dataset: medx query --dataset DIR 'SELECT ...'
+  chaincode     serve the MedX Fabric chaincode as a service (CHAINCODE_SERVER_ADDRESS, CORE_CHAINCODE_ID_NAME)
 
 Run 'medx <command> -h' for a command's flags.`
 
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runImport(ctx, args[1:], stdout, stderr)
 	case "query":
 		return runQuery(ctx, args[1:], stdout, stderr)
+	case "chaincode":
+		return runChaincode(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

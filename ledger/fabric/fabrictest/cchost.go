@@ -101,11 +101,21 @@ func startCCaaS(name string, cc shim.Chaincode) (*ccHost, error) {
 	srv := grpc.NewServer()
 	peer.RegisterChaincodeServer(srv, &shim.ChaincodeServer{CCID: name + ":fabrictest", CC: cc})
 	go srv.Serve(lis) //nolint:errcheck // ends with Stop
-	conn, err := grpc.NewClient("passthrough:///chaincode",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	h, err := dialChaincode(name, "passthrough:///chaincode",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
 	if err != nil {
 		srv.Stop()
+		return nil, err
+	}
+	stop := h.stop
+	h.stop = func() { stop(); srv.Stop() }
+	return h, nil
+}
+
+// dialChaincode connects to a chaincode server at target.
+func dialChaincode(name, target string, opts ...grpc.DialOption) (*ccHost, error) {
+	conn, err := grpc.NewClient(target, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,10 +123,9 @@ func startCCaaS(name string, cc shim.Chaincode) (*ccHost, error) {
 	if err != nil {
 		cancel()
 		conn.Close()
-		srv.Stop()
-		return nil, fmt.Errorf("connect to chaincode server: %w", err)
+		return nil, fmt.Errorf("connect to chaincode server %s: %w", target, err)
 	}
-	return connect(name, stream, func() { cancel(); conn.Close(); srv.Stop() })
+	return connect(name, stream, func() { cancel(); conn.Close() })
 }
 
 // connect runs the registration handshake and starts the receive loop.

@@ -47,6 +47,10 @@ type Options struct {
 	// gRPC, as a peer with the ccaas builder does; otherwise it runs
 	// through shim.StartInProc.
 	CCaaS bool
+	// ChaincodeAddress, if set, is a chaincode server already running
+	// (host:port, without TLS) that the peer dials instead of running the
+	// chaincode passed to New, which may then be nil.
+	ChaincodeAddress string
 	// TLS serves the gateway over TLS with a server certificate for
 	// ServerName from the org's TLS CA; MutualTLS also requires a client
 	// certificate from that CA.
@@ -133,9 +137,14 @@ func New(cc shim.Chaincode, opts Options) (*Network, error) {
 	pool.AddCert(n.CA.Cert)
 	n.msps = &msps{orgs: map[string]*mspRoots{opts.MSPID: {id: opts.MSPID, roots: pool}}, known: map[string]*ecdsa.PublicKey{}}
 	n.led = newChannelLedger(n)
-	if opts.CCaaS {
+	switch {
+	case opts.ChaincodeAddress != "":
+		n.cc, err = dialChaincode(opts.Chaincode, "passthrough:///"+opts.ChaincodeAddress)
+	case cc == nil:
+		err = errors.New("no chaincode to run")
+	case opts.CCaaS:
 		n.cc, err = startCCaaS(opts.Chaincode, cc)
-	} else {
+	default:
 		n.cc, err = startInProc(opts.Chaincode, cc)
 	}
 	if err != nil {
