@@ -45,7 +45,7 @@ type Config struct {
 	// listener so that it resumes after a restart.
 	EventCheckpointFile string `json:"event_checkpoint_file"`
 	// MaxAttempts bounds the new transactions tried for one Submit whose
-	// reads conflicted with a concurrent commit (MVCC or phantom); 0 is 64.
+	// reads conflicted with a concurrent commit (MVCC or phantom); 0 is 100.
 	MaxAttempts int `json:"max_attempts"`
 }
 

@@ -119,7 +119,7 @@ func New(conn grpc.ClientConnInterface, id identity.Identity, sign identity.Sign
 		return nil, errors.New("fabric: channel and chaincode are required")
 	}
 	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = 64
+		cfg.MaxAttempts = 100
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -197,9 +197,10 @@ func (l *Ledger) SubmitTx(ctx context.Context, fn string, args ...[]byte) (Recei
 		}
 		r.Conflicts = append(r.Conflicts, ce)
 		l.log.DebugContext(ctx, "fabric read conflict, retrying as a new transaction", "fn", fn, "tx", txid, "code", st.Code, "attempt", attempt)
-		// A short random pause spreads out transactions that keep
-		// conflicting over one key.
-		pause := time.Duration(rand.Int64N(int64(time.Millisecond) * int64(min(attempt, 20))))
+		// A random pause, growing with the attempts (full jitter, capped),
+		// spreads out transactions that keep conflicting over one key:
+		// Fabric commits at most one update of a key per block.
+		pause := time.Duration(rand.Int64N(int64(min(time.Millisecond<<min(attempt, 6), 50*time.Millisecond)) + 1))
 		select {
 		case <-time.After(pause):
 		case <-ctx.Done():
