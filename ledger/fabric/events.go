@@ -42,8 +42,18 @@ func (m *memCheckpoint) CheckpointChaincodeEvent(ev *client.ChaincodeEvent) erro
 // the first run, it starts at block from (0: the next block committed).
 // A broken event stream is reopened from the last handled event.
 func (l *Ledger) Listen(ctx context.Context, from uint64, handle func(context.Context, Event) error) error {
+	return l.listen(ctx, from, l.cfg.EventCheckpointFile, handle)
+}
+
+// Follow is Listen from the next block committed, without the checkpoint
+// file: for live subscribers (notifications), any number at a time.
+func (l *Ledger) Follow(ctx context.Context, handle func(context.Context, Event) error) error {
+	return l.listen(ctx, 0, "", handle)
+}
+
+func (l *Ledger) listen(ctx context.Context, from uint64, file string, handle func(context.Context, Event) error) error {
 	var cp checkpointer = &memCheckpoint{}
-	if f := l.cfg.EventCheckpointFile; f != "" {
+	if f := file; f != "" {
 		fc, err := client.NewFileCheckpointer(f)
 		if err != nil {
 			return fmt.Errorf("fabric events: checkpoint %s: %w", f, err)

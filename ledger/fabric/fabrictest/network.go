@@ -59,6 +59,10 @@ type Options struct {
 	// (2ms, 100).
 	BatchTimeout    time.Duration
 	MaxMessageCount int
+	// Address, if set ("127.0.0.1:0"), serves the gateway on a TCP
+	// listener there, for a client configured by file; otherwise on an
+	// in-memory listener reached with DialOption.
+	Address string
 	// Logf, if set, receives the reasons the peer logs but does not tell
 	// the client (why a creator was refused).
 	Logf func(format string, args ...any)
@@ -80,7 +84,8 @@ type Network struct {
 	msps *msps
 	led  *channelLedger
 	cc   *ccHost
-	lis  *bufconn.Listener
+	lis  *bufconn.Listener // nil with Options.Address
+	tcp  net.Listener
 	srv  *grpc.Server
 }
 
@@ -171,10 +176,20 @@ func New(cc shim.Chaincode, opts Options) (*Network, error) {
 		}
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg)))
 	}
-	n.lis = bufconn.Listen(1 << 20)
+	var lis net.Listener
+	if opts.Address != "" {
+		if n.tcp, err = net.Listen("tcp", opts.Address); err != nil {
+			n.Close()
+			return nil, err
+		}
+		lis = n.tcp
+	} else {
+		n.lis = bufconn.Listen(1 << 20)
+		lis = n.lis
+	}
 	n.srv = grpc.NewServer(sopts...)
 	gateway.RegisterGatewayServer(n.srv, &gatewayServer{n: n})
-	go n.srv.Serve(n.lis) //nolint:errcheck // ends with Stop
+	go n.srv.Serve(lis) //nolint:errcheck // ends with Stop
 	return n, nil
 }
 
@@ -192,11 +207,20 @@ func (n *Network) Close() {
 // TLS reports whether the gateway serves TLS.
 func (n *Network) TLS() bool { return n.opts.TLS || n.opts.MutualTLS }
 
-// Target is the gRPC target to dial with DialOption.
-func (n *Network) Target() string { return "passthrough:///" + n.PeerAddress }
+// Target is the gRPC target to dial (with DialOption).
+func (n *Network) Target() string {
+	if n.tcp != nil {
+		return n.tcp.Addr().String()
+	}
+	return "passthrough:///" + n.PeerAddress
+}
 
-// DialOption connects a gRPC client to the network's in-memory listener.
+// DialOption connects a gRPC client to the network's in-memory listener
+// (nothing with Options.Address).
 func (n *Network) DialOption() grpc.DialOption {
+	if n.tcp != nil {
+		return grpc.EmptyDialOption{}
+	}
 	return grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return n.lis.DialContext(ctx) })
 }
 
