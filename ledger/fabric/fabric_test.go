@@ -17,7 +17,7 @@ import (
 )
 
 // startNetwork starts fabrictest running the MedX chaincode.
-func startNetwork(t *testing.T, opts fabrictest.Options) *fabrictest.Network {
+func startNetwork(t testing.TB, opts fabrictest.Options) *fabrictest.Network {
 	t.Helper()
 	cc, err := chaincode.New()
 	if err != nil {
@@ -28,7 +28,7 @@ func startNetwork(t *testing.T, opts fabrictest.Options) *fabrictest.Network {
 
 // config writes the network's user identity (and TLS root) to files and
 // returns a config naming them, as an operator's file would.
-func config(t *testing.T, n *fabrictest.Network, user *fabrictest.Identity) fabric.Config {
+func config(t testing.TB, n *fabrictest.Network, user *fabrictest.Identity) fabric.Config {
 	t.Helper()
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
@@ -58,7 +58,7 @@ func config(t *testing.T, n *fabrictest.Network, user *fabrictest.Identity) fabr
 }
 
 // open opens the backend on n as its user.
-func open(t *testing.T, n *fabrictest.Network, cfg fabric.Config, clock func() time.Time) *fabric.Ledger {
+func open(t testing.TB, n *fabrictest.Network, cfg fabric.Config, clock func() time.Time) *fabric.Ledger {
 	t.Helper()
 	l, err := fabric.Open(cfg, fabric.Options{Clock: clock, DialOptions: []grpc.DialOption{n.DialOption()}})
 	if err != nil {
