@@ -72,3 +72,21 @@ func TestFunctions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzKeys checks that CompositeKey and ContractKey are inverse on every
+// key CompositeKey accepts.
+func FuzzKeys(f *testing.F) {
+	for _, k := range []string{"meta/operator", "lic/req-1/lic-2", "part/", "a", "x//y", "é/ü"} {
+		f.Add(k)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		ck, ok := CompositeKey(key)
+		if !ok {
+			return
+		}
+		back, err := ContractKey(ck)
+		if err != nil || back != key {
+			t.Fatalf("ContractKey(CompositeKey(%q)) = %q, %v", key, back, err)
+		}
+	})
+}
