@@ -22,6 +22,7 @@ commands:
   import        import FHIR R4, OMOP CDM or CSV records into a dataset: medx import fhir|omop|csv INPUT --out DIR
   generate      write a seeded synthetic dataset: medx generate --out DIR [--patients N] [--seed S]
   query         evaluate an aggregate query over a custodian's own dataset: medx query --dataset DIR 'SELECT ...'
+  chaincode     serve the MedX Fabric chaincode as a service (CHAINCODE_SERVER_ADDRESS, CORE_CHAINCODE_ID_NAME)
 
 Run 'medx <command> -h' for a command's flags.`
 
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runQuery(ctx, args[1:], stdout, stderr)
 	case "generate":
 		return runGenerate(ctx, args[1:], stdout, stderr)
+	case "chaincode":
+		return runChaincode(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -35,14 +35,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	audience := fs.String("audience", defaultAudience, "token audience (aud)")
 	ttl := fs.Duration("token-ttl", 24*time.Hour, "validity of the demo tokens printed at start")
 	level := fs.String("log", "info", "log level")
+	kind := fs.String("ledger", "embedded", "ledger backend: embedded (the directory's) or fabric")
+	fabricConfig := fs.String("fabric-config", "", "Fabric gateway config file (JSON, see docs/fabric.md), with --ledger fabric")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	open, err := ledgerFlag(*kind, *fabricConfig)
+	if err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, *level)
 	if err != nil {
 		return err
 	}
-	s, created, err := openOrCreateSite(ctx, *dir, *patients, log)
+	s, created, err := openOrCreateSite(ctx, *dir, *patients, open, log)
 	if err != nil {
 		return err
 	}
@@ -62,7 +68,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	api := httpapi.New(s.ex, httpapi.Options{
 		Auth:     httpapi.NewAuthenticator(*issuer, *audience, keys),
 		Keystore: ks,
-		Events:   func(ctx context.Context) <-chan exchange.Notice { return notices(ctx, s.led) },
+		Events:   func(ctx context.Context) <-chan exchange.Notice { return siteNotices(ctx, s, log) },
 		Log:      log,
 	})
 	ln, err := net.Listen("tcp", *addr)
@@ -85,15 +91,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // openOrCreateSite opens dir, or creates the demo's directory there.
-func openOrCreateSite(ctx context.Context, dir string, patients int, log *slog.Logger) (*site, bool, error) {
+func openOrCreateSite(ctx context.Context, dir string, patients int, open ledgerOpener, log *slog.Logger) (*site, bool, error) {
 	if _, err := os.Stat(filepath.Join(dir, "medx.json")); err == nil {
-		s, err := openSite(ctx, dir, exchange.DefaultConfig(), log)
+		s, err := openSiteOn(ctx, dir, exchange.DefaultConfig(), open, log)
 		return s, false, err
 	}
 	if patients < 100 {
 		return nil, false, fmt.Errorf("%w: --patients %d: want at least 100", errUsage, patients)
 	}
-	s, err := createDemoSite(ctx, demoOptions{dir: dir, seed: 1, patients: patients, noise: true, epsilon: 0.25, places: 3000}, log)
+	s, err := createDemoSite(ctx, demoOptions{dir: dir, seed: 1, patients: patients, noise: true, epsilon: 0.25, places: 3000, ledger: open}, log)
 	if err != nil {
 		return nil, false, err
 	}

@@ -44,15 +44,17 @@ type siteConfig struct {
 // site is an opened data directory: ledger, custodians' nodes, key shares
 // and the exchange over them, all in this process.
 type site struct {
-	dir    string
-	cfg    siteConfig
-	led    *embedded.Ledger
-	client *ledger.Client
-	params privacy.Params
-	pk     *privacy.PublicKey
-	custs  []*exchange.Custodian
-	boards []*privacy.KeyHolder
-	ex     *exchange.Exchange
+	dir string
+	cfg siteConfig
+	led *embedded.Ledger // nil when the ledger is elsewhere (Fabric)
+	// backend is the ledger the client calls: led, or one ledgerOpener opened.
+	backend ledger.Backend
+	client  *ledger.Client
+	params  privacy.Params
+	pk      *privacy.PublicKey
+	custs   []*exchange.Custodian
+	boards  []*privacy.KeyHolder
+	ex      *exchange.Exchange
 }
 
 func (s *site) path(elem ...string) string { return filepath.Join(append([]string{s.dir}, elem...)...) }
@@ -108,8 +110,18 @@ func (s *site) sponsorKey(id ledger.ParticipantID) (*privacy.SponsorKey, error) 
 	return privacy.UnmarshalSponsorKey(s.params, b)
 }
 
-// openSite opens the data directory at dir.
-func openSite(ctx context.Context, dir string, cfg exchange.Config, log *slog.Logger) (_ *site, err error) {
+// ledgerOpener opens a site's ledger when it is not the embedded one in
+// the directory (the Fabric backend).
+type ledgerOpener func(ctx context.Context, log *slog.Logger) (ledger.Backend, error)
+
+// openSite opens the data directory at dir, on its embedded ledger.
+func openSite(ctx context.Context, dir string, cfg exchange.Config, log *slog.Logger) (*site, error) {
+	return openSiteOn(ctx, dir, cfg, nil, log)
+}
+
+// openSiteOn opens the data directory at dir on the ledger open opens
+// (nil: the directory's embedded ledger).
+func openSiteOn(ctx context.Context, dir string, cfg exchange.Config, open ledgerOpener, log *slog.Logger) (_ *site, err error) {
 	s := &site{dir: dir}
 	b, err := os.ReadFile(s.path("medx.json"))
 	if errors.Is(err, os.ErrNotExist) {
@@ -132,14 +144,21 @@ func openSite(ctx context.Context, dir string, cfg exchange.Config, log *slog.Lo
 	if s.params, err = privacy.NewParams(s.cfg.Params); err != nil {
 		return nil, fmt.Errorf("medx.json parameters: %w", err)
 	}
-	nodeKey, err := readKey(s.path("keys", "node.key"))
-	if err != nil {
-		return nil, fmt.Errorf("ledger node: %w", err)
+	if open != nil {
+		if s.backend, err = open(ctx, log); err != nil {
+			return nil, fmt.Errorf("open ledger: %w", err)
+		}
+	} else {
+		nodeKey, err := readKey(s.path("keys", "node.key"))
+		if err != nil {
+			return nil, fmt.Errorf("ledger node: %w", err)
+		}
+		if s.led, err = embedded.Open(s.path("ledger.db"), nodeKey, embedded.Options{Logger: log}); err != nil {
+			return nil, fmt.Errorf("open ledger: %w", err)
+		}
+		s.backend = s.led
 	}
-	if s.led, err = embedded.Open(s.path("ledger.db"), nodeKey, embedded.Options{Logger: log}); err != nil {
-		return nil, fmt.Errorf("open ledger: %w", err)
-	}
-	s.client = ledger.NewClient(s.led)
+	s.client = ledger.NewClient(s.backend)
 	pkb, err := os.ReadFile(s.path("privacy", "collective.pk"))
 	if err != nil {
 		return nil, fmt.Errorf("collective public key: %w", err)
@@ -208,8 +227,8 @@ func (s *site) Close() error {
 	for _, c := range s.custs {
 		errs = append(errs, c.Close())
 	}
-	if s.led != nil {
-		errs = append(errs, s.led.Close())
+	if s.backend != nil {
+		errs = append(errs, s.backend.Close())
 	}
 	return errors.Join(errs...)
 }
