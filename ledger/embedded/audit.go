@@ -288,6 +288,7 @@ type item struct {
 	checkErr  error
 	hash      string
 	sigs      *ledger.SigCache
+	preps     []*ledger.Prepared // of b.Txs
 }
 
 // run checks the blocks in order while workers decode them and verify
@@ -389,9 +390,9 @@ func (a *auditor) run(tx *bolt.Tx) error {
 		if it.checkErr != nil {
 			a.problem(at, "%v", it.checkErr)
 		}
-		a.replay(b, want, it.sigs)
+		a.replay(b, want, it.sigs, it.preps)
 		prev, prevHash = b, it.hash
-		it.v, it.b, it.sigs = nil, nil, nil
+		it.v, it.b, it.sigs, it.preps = nil, nil, nil, nil
 	}
 	cancel()
 	wg.Wait()
@@ -426,8 +427,10 @@ func (a *auditor) prepare(it *item) {
 	it.checkErr = b.check(a.pub)
 	it.hash = b.Hash()
 	it.sigs = ledger.NewSigCache()
-	for _, t := range b.Txs {
-		sigs := a.contract.Signatures(t.Fn, t.Args, a.keyOf)
+	it.preps = make([]*ledger.Prepared, len(b.Txs))
+	for i, t := range b.Txs {
+		it.preps[i] = a.contract.Prepare(t.Fn, t.Args)
+		sigs := it.preps[i].Signatures(a.keyOf)
 		if t.Fn == ledger.FnAcceptOffer && len(sigs) > 0 && len(sigs[0].PublicKey) == ed25519.PublicKeySize {
 			// The pseudonym's own key signs its acceptance.
 			a.keys.Store(ledger.PseudonymID(sigs[0].PublicKey), sigs[0].PublicKey)
@@ -473,12 +476,13 @@ func (a *auditor) hint(t Tx) {
 
 // replay runs the transactions of the block at height h through the
 // contract, each over its own overlay, as the committer did.
-func (a *auditor) replay(b *Block, h uint64, sigs *ledger.SigCache) {
-	for _, t := range b.Txs {
+func (a *auditor) replay(b *Block, h uint64, sigs *ledger.SigCache, preps []*ledger.Prepared) {
+	submitter := "embedded:" + hex.EncodeToString(b.NodeKey)
+	for i, t := range b.Txs {
 		at := &txRef{height: h, tx: t.ID}
 		ov := newOverlay(a.mem)
-		tc := ledger.TxContext{TxID: t.ID, Timestamp: b.Time, Submitter: "embedded:" + hex.EncodeToString(b.NodeKey), Sigs: sigs}
-		res, ev, err := a.invoke(tc, ov, t.Fn, t.Args)
+		tc := ledger.TxContext{TxID: t.ID, Timestamp: b.Time, Submitter: submitter, Sigs: sigs}
+		res, ev, err := a.invoke(tc, ov, preps[i])
 		if err != nil {
 			a.problem(at, "block %d tx %s (%s): replay fails: %v", h, t.ID, t.Fn, err)
 			a.diverged = true
@@ -503,14 +507,14 @@ func (a *auditor) replay(b *Block, h uint64, sigs *ledger.SigCache) {
 }
 
 // invoke runs the contract, turning a panic into an error.
-func (a *auditor) invoke(tc ledger.TxContext, st ledger.State, fn string, args [][]byte) (res []byte, ev *ledger.Event, err error) {
+func (a *auditor) invoke(tc ledger.TxContext, st ledger.State, p *ledger.Prepared) (res []byte, ev *ledger.Event, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			a.log.Error("contract panic during audit", "fn", fn, "tx", tc.TxID, "panic", r)
-			err = fmt.Errorf("%s: contract panic: %v", fn, r)
+			a.log.Error("contract panic during audit", "fn", p.Fn(), "tx", tc.TxID, "panic", r)
+			err = fmt.Errorf("%s: contract panic: %v", p.Fn(), r)
 		}
 	}()
-	return a.contract.Invoke(tc, st, fn, args)
+	return a.contract.InvokePrepared(tc, st, p)
 }
 
 func sameEvent(a, b *ledger.Event) bool {

@@ -99,10 +99,12 @@ type head struct {
 // pending is a submitted transaction waiting for the committer.
 type pending struct {
 	ctx  context.Context
+	id   string // the transaction id
 	fn   string
 	args [][]byte
-	sigs verifiedSigs // verified on the submitter's goroutine
-	resp chan outcome // buffered: the committer never blocks on it
+	prep *ledger.Prepared // decoded on the submitter's goroutine
+	sigs verifiedSigs     // verified on the submitter's goroutine
+	resp chan outcome     // buffered: the committer never blocks on it
 }
 
 type outcome struct {
@@ -282,9 +284,15 @@ func (l *Ledger) SubmitTx(ctx context.Context, fn string, args ...[]byte) (Recei
 		return Receipt{}, fmt.Errorf("submit %s: %w", fn, ErrClosed)
 	default:
 	}
-	// Signatures are verified here, on the caller's goroutine and so in
-	// parallel across callers, and the single committer trusts the result.
-	p := &pending{ctx: ctx, fn: fn, args: args, sigs: l.preverify(fn, args), resp: make(chan outcome, 1)}
+	// The call is decoded and its signatures verified here, on the
+	// caller's goroutine and so in parallel across callers; the single
+	// committer only applies it.
+	id, err := newTxID(fn, args)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("submit %s: %w", fn, err)
+	}
+	prep := l.contract.Prepare(fn, args)
+	p := &pending{ctx: ctx, id: id, fn: fn, args: args, prep: prep, sigs: l.preverify(prep), resp: make(chan outcome, 1)}
 	select {
 	case l.queue <- p:
 	case <-l.closing:
@@ -453,6 +461,7 @@ func (l *Ledger) commit(batch []*pending) {
 		b.Prev = genesisPrev
 	}
 	committed := make([]int, 0, len(batch)) // indexes into batch
+	submitter := l.submitter()
 	errEmpty := errors.New("no transaction succeeded")
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		st := boltState{b: tx.Bucket([]byte(bucketState)), mac: l.mac}
@@ -465,13 +474,9 @@ func (l *Ledger) commit(batch []*pending) {
 				out[i].err = fmt.Errorf("submit %s: not run: %w", p.fn, err)
 				continue
 			}
-			id, err := newTxID(p.fn, p.args)
-			if err != nil {
-				out[i].err = fmt.Errorf("submit %s: %w", p.fn, err)
-				continue
-			}
+			id := p.id
 			ov := newOverlay(blockWrites)
-			res, ev, err := l.invoke(ledger.TxContext{TxID: id, Timestamp: b.Time, Submitter: l.submitter(), Sigs: p.sigs}, ov, p.fn, p.args)
+			res, ev, err := l.invoke(ledger.TxContext{TxID: id, Timestamp: b.Time, Submitter: submitter, Sigs: p.sigs}, ov, p.prep)
 			if err != nil {
 				out[i].err = fmt.Errorf("tx %s: %w", id, err)
 				continue
@@ -521,9 +526,9 @@ func (l *Ledger) commit(batch []*pending) {
 }
 
 // preverify verifies ahead the signatures an invocation will check.
-func (l *Ledger) preverify(fn string, args [][]byte) verifiedSigs {
+func (l *Ledger) preverify(p *ledger.Prepared) verifiedSigs {
 	var ok verifiedSigs
-	for _, s := range l.contract.Signatures(fn, args, l.keyOf) {
+	for _, s := range p.Signatures(l.keyOf) {
 		if ed25519.Verify(s.PublicKey, s.Message, s.Sig) {
 			ok = append(ok, s)
 		}
@@ -594,14 +599,14 @@ func safely(f func() error) (err error) {
 
 // invoke runs the contract, turning a panic into an error so that one bad
 // transaction cannot stop the node.
-func (l *Ledger) invoke(tc ledger.TxContext, st ledger.State, fn string, args [][]byte) (res []byte, ev *ledger.Event, err error) {
+func (l *Ledger) invoke(tc ledger.TxContext, st ledger.State, p *ledger.Prepared) (res []byte, ev *ledger.Event, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			l.log.Error("contract panic", "fn", fn, "tx", tc.TxID, "panic", r)
-			err = fmt.Errorf("%s: contract panic: %v", fn, r)
+			l.log.Error("contract panic", "fn", p.Fn(), "tx", tc.TxID, "panic", r)
+			err = fmt.Errorf("%s: contract panic: %v", p.Fn(), r)
 		}
 	}()
-	return l.contract.Invoke(tc, st, fn, args)
+	return l.contract.InvokePrepared(tc, st, p)
 }
 
 // query runs a read-only contract function, turning a panic into an error.
