@@ -210,7 +210,7 @@ func newCastB(b *testing.B, be ledger.Backend) cast {
 // of up to 256), with the same concurrency. It returns transactions/s.
 func baselineAccept(b *testing.B, p writeProfile, args [][]byte) float64 {
 	b.Helper()
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "baseline.db"), 0o600, nil)
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "baseline.db"), 0o600, boltOptions())
 	if err != nil {
 		b.Fatal(err)
 	}

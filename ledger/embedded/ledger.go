@@ -22,7 +22,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -153,18 +155,14 @@ func Open(path string, nodeKey ed25519.PrivateKey, opts Options) (*Ledger, error
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := openBolt(path, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
+	// Walk the file's pages before bbolt follows them (opening the file
+	// for writing, it walks the whole tree to rebuild its freelist): a
+	// damaged file is refused here rather than crashing the node.
+	if err := checkFile(path); err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
-	// Walk the file's pages before bbolt follows them: a damaged file is
-	// refused here rather than crashing or misleading the node later.
-	soft, err := checkPages(path)
-	if err == nil && len(soft) > 0 {
-		err = structuref("%s", soft[0])
-	}
+	db, err := openBolt(path, boltOptions())
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
 	l := &Ledger{
@@ -572,6 +570,39 @@ func (v verifiedSigs) Verify(pub ed25519.PublicKey, msg, sig []byte) bool {
 		}
 	}
 	return ed25519.Verify(pub, msg, sig)
+}
+
+// boltOptions are the options the node opens its file with. The freelist
+// is not written at each commit (bbolt rebuilds it when it opens the
+// file), which saves a page write per block and changes nothing of what a
+// commit makes durable; it is kept in memory as a map.
+func boltOptions() *bolt.Options {
+	return &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
+}
+
+// checkFile walks the pages of an existing ledger file and refuses a
+// damaged one.
+func checkFile(path string) error {
+	if st, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) || err == nil && st.Size() == 0 {
+		return nil // bbolt creates it
+	}
+	soft, err := checkPages(path)
+	if err == nil && len(soft) > 0 {
+		err = structuref("%s", soft[0])
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	// A file another process is writing may read as damaged: if it is
+	// locked, say so instead.
+	db, lerr := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if errors.Is(lerr, bolt.ErrTimeout) {
+		return lerr
+	}
+	if lerr == nil {
+		db.Close()
+	}
+	return err
 }
 
 // openBolt is bolt.Open that turns a panic or memory fault on a damaged
