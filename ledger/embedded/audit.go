@@ -38,12 +38,12 @@ func (l *Ledger) Verify(ctx context.Context) (ledger.AuditReport, error) {
 	l.mu.Lock()
 	at := laterOf(l.clock(), l.head.time)
 	l.mu.Unlock()
-	a := newAuditor(ctx, l.pub, &l.mac, l.log)
+	a := newAuditor(ctx, l.pub, &l.mac, l.log, at)
 	err := safely(func() error { return l.db.View(a.run) })
 	if err != nil {
 		return ledger.AuditReport{}, fmt.Errorf("verify: %w", err)
 	}
-	return a.report(at), nil
+	return a.report(), nil
 }
 
 // AuditError is VerifyFile's error for a ledger that fails verification.
@@ -113,7 +113,7 @@ func VerifyFileAt(ctx context.Context, path string, at time.Time) (ledger.AuditR
 			if err != nil {
 				return err
 			}
-			a := newAuditor(ctx, pub, nil, slog.New(slog.DiscardHandler))
+			a := newAuditor(ctx, pub, nil, slog.New(slog.DiscardHandler), at)
 			for _, s := range soft {
 				a.problem(nil, "file structure: %s", s)
 			}
@@ -121,7 +121,7 @@ func VerifyFileAt(ctx context.Context, path string, at time.Time) (ledger.AuditR
 			if err := a.run(tx); err != nil {
 				return err
 			}
-			rep = a.report(at)
+			rep = a.report()
 			return nil
 		})
 	})
@@ -184,8 +184,10 @@ type auditor struct {
 	mac      *stateMAC         // nil: MACs cannot be checked (no private key)
 	log      *slog.Logger
 	contract ledger.Contract
+	at       time.Time // the summary is taken at the later of at and the last block's time
 
 	mem      *ledger.MemState
+	summary  error            // from summarizing the replayed state
 	writers  map[string]txRef // the last transaction that wrote each key
 	rep      ledger.AuditReport
 	problems []string
@@ -195,8 +197,8 @@ type auditor struct {
 	keys     sync.Map // ParticipantID -> ed25519.PublicKey hints for verifying ahead
 }
 
-func newAuditor(ctx context.Context, pub ed25519.PublicKey, mac *stateMAC, log *slog.Logger) *auditor {
-	a := &auditor{ctx: ctx, pub: pub, mac: mac, log: log, mem: ledger.NewMemState(), writers: map[string]txRef{}}
+func newAuditor(ctx context.Context, pub ed25519.PublicKey, mac *stateMAC, log *slog.Logger, at time.Time) *auditor {
+	a := &auditor{ctx: ctx, pub: pub, mac: mac, log: log, at: at, mem: ledger.NewMemState(), writers: map[string]txRef{}}
 	a.rep.NodeKey = hex.EncodeToString(pub)
 	return a
 }
@@ -220,9 +222,9 @@ func (a *auditor) problem(at *txRef, format string, args ...any) {
 	a.problems = append(a.problems, fmt.Sprintf(format, args...))
 }
 
-func (a *auditor) report(at time.Time) ledger.AuditReport {
-	if err := a.rep.Summarize(a.mem, laterOf(at, a.rep.LastBlock)); err != nil {
-		a.problem(nil, "summarize the replayed state: %v", err)
+func (a *auditor) report() ledger.AuditReport {
+	if a.summary != nil {
+		a.problem(nil, "summarize the replayed state: %v", a.summary)
 	}
 	if t := a.rep.Tokens; t.Minted != t.Balances+t.Escrow {
 		a.problem(nil, "MedTokens not conserved: minted %d, balances %d + escrow %d", t.Minted, t.Balances, t.Escrow)
@@ -405,7 +407,17 @@ func (a *auditor) run(tx *bolt.Tx) error {
 	if a.diverged {
 		stateMatches = false
 	}
-	if !a.compareState(st) {
+	// Summarize the replayed state while comparing it with the stored
+	// one: both only read it once a first Range has sorted its keys.
+	_ = a.mem.Range("", "", func(string, []byte) (bool, error) { return false, nil })
+	summarized := make(chan struct{})
+	go func() {
+		defer close(summarized)
+		a.summary = a.rep.Summarize(a.mem, laterOf(a.at, a.rep.LastBlock))
+	}()
+	matches := a.compareState(st)
+	<-summarized
+	if !matches {
 		stateMatches = false
 	}
 	a.rep.StateMatches = stateMatches
