@@ -193,16 +193,22 @@ type Contract struct{}
 //
 // Errors match ErrUnknownMethod, ErrInvalid, ErrForbidden, ErrBadSignature,
 // ErrReplay, ErrNotFound, ErrExists, ErrState, ErrFunds or ErrBudget.
-func (Contract) Invoke(tx TxContext, st State, fn string, args [][]byte) (result []byte, ev *Event, err error) {
-	h := invokeHandler(fn)
-	if h == nil {
-		return nil, nil, fmt.Errorf("invoke %q: %w", fn, ErrUnknownMethod)
+func (ct Contract) Invoke(tx TxContext, st State, fn string, args [][]byte) (result []byte, ev *Event, err error) {
+	return ct.InvokePrepared(tx, st, ct.Prepare(fn, args))
+}
+
+// InvokePrepared is Invoke of a call decoded ahead by Prepare: Invoke(tx,
+// st, fn, args) and InvokePrepared(tx, st, Prepare(fn, args)) are the same
+// in every result, event, write and error. A Prepared is used once.
+func (Contract) InvokePrepared(tx TxContext, st State, p *Prepared) (result []byte, ev *Event, err error) {
+	if p.err != nil {
+		return nil, nil, p.err
 	}
-	c := &call{tx: tx, ts: tx.Timestamp.UTC(), st: st}
-	if err := c.authenticate(fn, args); err != nil {
+	c := &call{tx: tx, ts: tx.Timestamp.UTC(), st: st, act: p.act, acceptance: p.acceptance}
+	if err := c.authenticate(p); err != nil {
 		return nil, nil, err
 	}
-	result, ev, err = h(c)
+	result, ev, err = p.handler(c)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -210,7 +216,7 @@ func (Contract) Invoke(tx TxContext, st State, fn string, args [][]byte) (result
 	c.put(key(pNonce, string(c.act.Actor), c.act.Nonce), []byte(tx.TxID))
 	for _, w := range c.writes {
 		if err := st.Put(w.key, w.value); err != nil {
-			return nil, nil, fmt.Errorf("%s: write %s: %w", fn, w.key, err)
+			return nil, nil, fmt.Errorf("%s: write %s: %w", p.fn, w.key, err)
 		}
 	}
 	return result, ev, nil
@@ -289,62 +295,102 @@ func (c *call) putJSON(k string, v any) error {
 
 func (c *call) putAmount(k string, a Amount) { c.put(k, []byte(strconv.FormatInt(int64(a), 10))) }
 
-// authenticate decodes the action, checks its signature against the
-// actor's registered key (or the key in the payload for Bootstrap and
-// AcceptOffer) and refuses a replayed nonce.
-func (c *call) authenticate(fn string, args [][]byte) error {
+// Prepared is a state-changing call decoded and checked as far as that
+// is possible without the state: the function, the action's encoding, its
+// nonce's form and, for Bootstrap and AcceptOffer, the payload and the key
+// that signs it. Preparing is pure, so a backend may prepare transactions
+// in parallel, ahead of the single-threaded apply.
+type Prepared struct {
+	fn      string
+	handler func(*call) ([]byte, *Event, error)
+	act     Action
+	signing []byte // act.SigningBytes()
+	pub     []byte // Bootstrap and AcceptOffer: the signing key in the payload
+	// acceptance is AcceptOffer's payload.
+	acceptance *Acceptance
+	err        error // the first problem found; InvokePrepared returns it
+}
+
+// Prepare decodes a call of fn with args for InvokePrepared.
+func (Contract) Prepare(fn string, args [][]byte) *Prepared {
+	p := &Prepared{fn: fn, handler: invokeHandler(fn)}
+	if p.handler == nil {
+		p.err = fmt.Errorf("invoke %q: %w", fn, ErrUnknownMethod)
+		return p
+	}
+	p.err = p.decode(args)
+	return p
+}
+
+// decode decodes the action and checks what needs no state.
+func (p *Prepared) decode(args [][]byte) error {
+	fn := p.fn
 	if len(args) != 1 {
 		return fmt.Errorf("%s: want 1 argument (a signed action), got %d: %w", fn, len(args), ErrInvalid)
 	}
-	if err := decodeStrict(args[0], &c.act); err != nil {
+	if err := decodeStrict(args[0], &p.act); err != nil {
 		return fmt.Errorf("%s: decode action: %w", fn, err)
 	}
-	a := c.act
+	a := p.act
 	if a.Fn != fn {
 		return fmt.Errorf("%s: action is for %q: %w", fn, a.Fn, ErrInvalid)
 	}
 	if !isNonce(a.Nonce) {
 		return fmt.Errorf("%s: nonce must be 32 lowercase hex digits: %w", fn, ErrInvalid)
 	}
-	var pub []byte
+	p.signing = a.SigningBytes()
 	switch fn {
 	case FnBootstrap:
-		var p BootstrapArgs
-		if err := decodeStrict(a.Payload, &p); err != nil {
+		var b BootstrapArgs
+		if err := decodeStrict(a.Payload, &b); err != nil {
 			return fmt.Errorf("%s: decode payload: %w", fn, err)
 		}
-		if p.ID != a.Actor {
-			return fmt.Errorf("%s: actor %s is not the bootstrapped id %s: %w", fn, a.Actor, p.ID, ErrInvalid)
+		if b.ID != a.Actor {
+			return fmt.Errorf("%s: actor %s is not the bootstrapped id %s: %w", fn, a.Actor, b.ID, ErrInvalid)
 		}
-		pub = p.PublicKey
+		p.pub = b.PublicKey
 	case FnAcceptOffer:
-		p := new(Acceptance)
-		if err := decodeStrict(a.Payload, p); err != nil {
+		acc := new(Acceptance)
+		if err := decodeStrict(a.Payload, acc); err != nil {
 			return fmt.Errorf("%s: decode payload: %w", fn, err)
 		}
-		c.acceptance = p // decoded once
-		if len(p.PublicKey) != ed25519.PublicKeySize {
+		p.acceptance = acc // decoded once
+		if len(acc.PublicKey) != ed25519.PublicKeySize {
 			return fmt.Errorf("%s: pseudonym key must be %d bytes: %w", fn, ed25519.PublicKeySize, ErrInvalid)
 		}
-		if want := PseudonymID(p.PublicKey); a.Actor != want {
+		if want := PseudonymID(acc.PublicKey); a.Actor != want {
 			return fmt.Errorf("%s: actor %s is not the pseudonym %s of the payload key: %w", fn, a.Actor, want, ErrInvalid)
 		}
-		pub = p.PublicKey
+		p.pub = acc.PublicKey
 	default:
-		p, err := getParticipant(c.st, a.Actor)
+		return nil // the actor's key is in the state
+	}
+	if len(p.pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%s: public key must be %d bytes: %w", fn, ed25519.PublicKeySize, ErrInvalid)
+	}
+	return nil
+}
+
+// authenticate checks the prepared action's signature against the actor's
+// registered key (or the key in the payload for Bootstrap and AcceptOffer)
+// and refuses a replayed nonce.
+func (c *call) authenticate(p *Prepared) error {
+	fn, a, pub := p.fn, c.act, p.pub
+	if pub == nil {
+		reg, err := getParticipant(c.st, a.Actor)
 		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%s: actor %q is not registered: %w", fn, a.Actor, ErrForbidden)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", fn, err)
 		}
-		c.actor = p
-		pub = p.PublicKey
+		c.actor = reg
+		pub = reg.PublicKey
+		if len(pub) != ed25519.PublicKeySize {
+			return fmt.Errorf("%s: public key must be %d bytes: %w", fn, ed25519.PublicKeySize, ErrInvalid)
+		}
 	}
-	if len(pub) != ed25519.PublicKeySize {
-		return fmt.Errorf("%s: public key must be %d bytes: %w", fn, ed25519.PublicKeySize, ErrInvalid)
-	}
-	if !c.tx.verifySig(pub, a.SigningBytes(), a.Sig) {
+	if !c.tx.verifySig(pub, p.signing, a.Sig) {
 		return fmt.Errorf("action %s by %s: %w", a.Fn, a.Actor, ErrBadSignature)
 	}
 	used, err := c.st.Get(key(pNonce, string(a.Actor), a.Nonce))
@@ -390,14 +436,19 @@ func encodeResult(v any, name string, p EventPayload) ([]byte, *Event, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode result: %w", err)
 	}
+	return withEvent(b, name, p)
+}
+
+// withEvent returns an encoded result together with its event.
+func withEvent(result []byte, name string, p EventPayload) ([]byte, *Event, error) {
 	if name == "" {
-		return b, nil, nil
+		return result, nil, nil
 	}
 	ev, err := event(name, p)
 	if err != nil {
 		return nil, nil, err
 	}
-	return b, ev, nil
+	return result, ev, nil
 }
 
 // decodeStrict decodes exactly one JSON value into v, refusing unknown
@@ -632,3 +683,6 @@ func sameSet(a, b []string) bool {
 
 // hexOf is hex.EncodeToString, named for readability at call sites.
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
+
+// Fn returns the prepared call's function name.
+func (p *Prepared) Fn() string { return p.fn }

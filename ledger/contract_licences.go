@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -67,16 +68,18 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 	if err := c.putJSON(key(pParticipant, string(pn)), part); err != nil {
 		return nil, nil, err
 	}
-	if err := c.putJSON(key(pLicence, string(r.ID), string(id)), lic); err != nil {
-		return nil, nil, err
+	lb, err := json.Marshal(lic)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode licence %s: %w", id, err)
 	}
+	c.put(key(pLicence, string(r.ID), string(id)), lb) // and the result
 	c.put(key(pLicenceIndex, string(id)), []byte(r.ID))
 	c.put(key(pPatientLic, string(pn), string(id)), []byte(r.ID))
 	c.putAmount(key(pBalance, string(pn)), bal+r.RewardPerPatient)
 	if err := c.putJSON(key(pRequest, string(r.ID)), r); err != nil {
 		return nil, nil, err
 	}
-	return encodeResult(lic, EventLicenceGranted, EventPayload{
+	return withEvent(lb, EventLicenceGranted, EventPayload{
 		Request: r.ID, Sponsor: r.Sponsor, Licence: id, Patient: pn, Custodian: lic.Custodian, Amount: lic.Reward,
 	})
 }

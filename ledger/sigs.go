@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
 	"sync"
 )
 
@@ -95,34 +94,30 @@ func (tx TxContext) verifySig(pub ed25519.PublicKey, msg, sig []byte) bool {
 // whose key is unknown are left out. The list is a hint for verifying
 // ahead (SigCache.Preverify): Invoke still checks every signature, against
 // the keys in the state, so a wrong hint costs time, never correctness.
-func (Contract) Signatures(fn string, args [][]byte, keyOf func(ParticipantID) ed25519.PublicKey) []Signature {
-	if len(args) != 1 {
+func (ct Contract) Signatures(fn string, args [][]byte, keyOf func(ParticipantID) ed25519.PublicKey) []Signature {
+	return ct.Prepare(fn, args).Signatures(keyOf)
+}
+
+// Signatures is Contract.Signatures of the prepared call: none if it
+// cannot succeed.
+func (p *Prepared) Signatures(keyOf func(ParticipantID) ed25519.PublicKey) []Signature {
+	if p.err != nil {
 		return nil
 	}
-	var a Action
-	if json.Unmarshal(args[0], &a) != nil || a.Fn != fn {
-		return nil
-	}
-	var out []Signature
-	switch fn {
+	a := p.act
+	switch p.fn {
 	case FnBootstrap:
-		var p BootstrapArgs
-		if json.Unmarshal(a.Payload, &p) == nil {
-			out = append(out, Signature{PublicKey: p.PublicKey, Message: a.SigningBytes(), Sig: a.Sig})
-		}
+		return []Signature{{PublicKey: p.pub, Message: p.signing, Sig: a.Sig}}
 	case FnAcceptOffer:
-		var p Acceptance
-		if json.Unmarshal(a.Payload, &p) != nil {
-			return nil
+		out := []Signature{{PublicKey: p.pub, Message: p.signing, Sig: a.Sig}}
+		cert := p.acceptance.Certificate
+		if k := keyOf(cert.Custodian); k != nil {
+			out = append(out, Signature{PublicKey: k, Message: CertificateBytes(p.acceptance.Terms.Request, p.pub), Sig: cert.Signature})
 		}
-		out = append(out, Signature{PublicKey: p.PublicKey, Message: a.SigningBytes(), Sig: a.Sig})
-		if k := keyOf(p.Certificate.Custodian); k != nil {
-			out = append(out, Signature{PublicKey: k, Message: CertificateBytes(p.Terms.Request, p.PublicKey), Sig: p.Certificate.Signature})
-		}
-	default:
-		if k := keyOf(a.Actor); k != nil {
-			out = append(out, Signature{PublicKey: k, Message: a.SigningBytes(), Sig: a.Sig})
-		}
+		return out
 	}
-	return out
+	if k := keyOf(a.Actor); k != nil {
+		return []Signature{{PublicKey: k, Message: p.signing, Sig: a.Sig}}
+	}
+	return nil
 }

@@ -38,12 +38,12 @@ func (l *Ledger) Verify(ctx context.Context) (ledger.AuditReport, error) {
 	l.mu.Lock()
 	at := laterOf(l.clock(), l.head.time)
 	l.mu.Unlock()
-	a := newAuditor(ctx, l.pub, &l.mac, l.log)
+	a := newAuditor(ctx, l.pub, &l.mac, l.log, at)
 	err := safely(func() error { return l.db.View(a.run) })
 	if err != nil {
 		return ledger.AuditReport{}, fmt.Errorf("verify: %w", err)
 	}
-	return a.report(at), nil
+	return a.report(), nil
 }
 
 // AuditError is VerifyFile's error for a ledger that fails verification.
@@ -113,7 +113,7 @@ func VerifyFileAt(ctx context.Context, path string, at time.Time) (ledger.AuditR
 			if err != nil {
 				return err
 			}
-			a := newAuditor(ctx, pub, nil, slog.New(slog.DiscardHandler))
+			a := newAuditor(ctx, pub, nil, slog.New(slog.DiscardHandler), at)
 			for _, s := range soft {
 				a.problem(nil, "file structure: %s", s)
 			}
@@ -121,7 +121,7 @@ func VerifyFileAt(ctx context.Context, path string, at time.Time) (ledger.AuditR
 			if err := a.run(tx); err != nil {
 				return err
 			}
-			rep = a.report(at)
+			rep = a.report()
 			return nil
 		})
 	})
@@ -184,8 +184,10 @@ type auditor struct {
 	mac      *stateMAC         // nil: MACs cannot be checked (no private key)
 	log      *slog.Logger
 	contract ledger.Contract
+	at       time.Time // the summary is taken at the later of at and the last block's time
 
 	mem      *ledger.MemState
+	summary  error            // from summarizing the replayed state
 	writers  map[string]txRef // the last transaction that wrote each key
 	rep      ledger.AuditReport
 	problems []string
@@ -195,8 +197,8 @@ type auditor struct {
 	keys     sync.Map // ParticipantID -> ed25519.PublicKey hints for verifying ahead
 }
 
-func newAuditor(ctx context.Context, pub ed25519.PublicKey, mac *stateMAC, log *slog.Logger) *auditor {
-	a := &auditor{ctx: ctx, pub: pub, mac: mac, log: log, mem: ledger.NewMemState(), writers: map[string]txRef{}}
+func newAuditor(ctx context.Context, pub ed25519.PublicKey, mac *stateMAC, log *slog.Logger, at time.Time) *auditor {
+	a := &auditor{ctx: ctx, pub: pub, mac: mac, log: log, at: at, mem: ledger.NewMemState(), writers: map[string]txRef{}}
 	a.rep.NodeKey = hex.EncodeToString(pub)
 	return a
 }
@@ -220,9 +222,9 @@ func (a *auditor) problem(at *txRef, format string, args ...any) {
 	a.problems = append(a.problems, fmt.Sprintf(format, args...))
 }
 
-func (a *auditor) report(at time.Time) ledger.AuditReport {
-	if err := a.rep.Summarize(a.mem, laterOf(at, a.rep.LastBlock)); err != nil {
-		a.problem(nil, "summarize the replayed state: %v", err)
+func (a *auditor) report() ledger.AuditReport {
+	if a.summary != nil {
+		a.problem(nil, "summarize the replayed state: %v", a.summary)
 	}
 	if t := a.rep.Tokens; t.Minted != t.Balances+t.Escrow {
 		a.problem(nil, "MedTokens not conserved: minted %d, balances %d + escrow %d", t.Minted, t.Balances, t.Escrow)
@@ -288,6 +290,7 @@ type item struct {
 	checkErr  error
 	hash      string
 	sigs      *ledger.SigCache
+	preps     []*ledger.Prepared // of b.Txs
 }
 
 // run checks the blocks in order while workers decode them and verify
@@ -389,9 +392,9 @@ func (a *auditor) run(tx *bolt.Tx) error {
 		if it.checkErr != nil {
 			a.problem(at, "%v", it.checkErr)
 		}
-		a.replay(b, want, it.sigs)
+		a.replay(b, want, it.sigs, it.preps)
 		prev, prevHash = b, it.hash
-		it.v, it.b, it.sigs = nil, nil, nil
+		it.v, it.b, it.sigs, it.preps = nil, nil, nil, nil
 	}
 	cancel()
 	wg.Wait()
@@ -404,7 +407,17 @@ func (a *auditor) run(tx *bolt.Tx) error {
 	if a.diverged {
 		stateMatches = false
 	}
-	if !a.compareState(st) {
+	// Summarize the replayed state while comparing it with the stored
+	// one: both only read it once a first Range has sorted its keys.
+	_ = a.mem.Range("", "", func(string, []byte) (bool, error) { return false, nil })
+	summarized := make(chan struct{})
+	go func() {
+		defer close(summarized)
+		a.summary = a.rep.Summarize(a.mem, laterOf(a.at, a.rep.LastBlock))
+	}()
+	matches := a.compareState(st)
+	<-summarized
+	if !matches {
 		stateMatches = false
 	}
 	a.rep.StateMatches = stateMatches
@@ -426,8 +439,10 @@ func (a *auditor) prepare(it *item) {
 	it.checkErr = b.check(a.pub)
 	it.hash = b.Hash()
 	it.sigs = ledger.NewSigCache()
-	for _, t := range b.Txs {
-		sigs := a.contract.Signatures(t.Fn, t.Args, a.keyOf)
+	it.preps = make([]*ledger.Prepared, len(b.Txs))
+	for i, t := range b.Txs {
+		it.preps[i] = a.contract.Prepare(t.Fn, t.Args)
+		sigs := it.preps[i].Signatures(a.keyOf)
 		if t.Fn == ledger.FnAcceptOffer && len(sigs) > 0 && len(sigs[0].PublicKey) == ed25519.PublicKeySize {
 			// The pseudonym's own key signs its acceptance.
 			a.keys.Store(ledger.PseudonymID(sigs[0].PublicKey), sigs[0].PublicKey)
@@ -473,12 +488,13 @@ func (a *auditor) hint(t Tx) {
 
 // replay runs the transactions of the block at height h through the
 // contract, each over its own overlay, as the committer did.
-func (a *auditor) replay(b *Block, h uint64, sigs *ledger.SigCache) {
-	for _, t := range b.Txs {
+func (a *auditor) replay(b *Block, h uint64, sigs *ledger.SigCache, preps []*ledger.Prepared) {
+	submitter := "embedded:" + hex.EncodeToString(b.NodeKey)
+	for i, t := range b.Txs {
 		at := &txRef{height: h, tx: t.ID}
 		ov := newOverlay(a.mem)
-		tc := ledger.TxContext{TxID: t.ID, Timestamp: b.Time, Submitter: "embedded:" + hex.EncodeToString(b.NodeKey), Sigs: sigs}
-		res, ev, err := a.invoke(tc, ov, t.Fn, t.Args)
+		tc := ledger.TxContext{TxID: t.ID, Timestamp: b.Time, Submitter: submitter, Sigs: sigs}
+		res, ev, err := a.invoke(tc, ov, preps[i])
 		if err != nil {
 			a.problem(at, "block %d tx %s (%s): replay fails: %v", h, t.ID, t.Fn, err)
 			a.diverged = true
@@ -503,14 +519,14 @@ func (a *auditor) replay(b *Block, h uint64, sigs *ledger.SigCache) {
 }
 
 // invoke runs the contract, turning a panic into an error.
-func (a *auditor) invoke(tc ledger.TxContext, st ledger.State, fn string, args [][]byte) (res []byte, ev *ledger.Event, err error) {
+func (a *auditor) invoke(tc ledger.TxContext, st ledger.State, p *ledger.Prepared) (res []byte, ev *ledger.Event, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			a.log.Error("contract panic during audit", "fn", fn, "tx", tc.TxID, "panic", r)
-			err = fmt.Errorf("%s: contract panic: %v", fn, r)
+			a.log.Error("contract panic during audit", "fn", p.Fn(), "tx", tc.TxID, "panic", r)
+			err = fmt.Errorf("%s: contract panic: %v", p.Fn(), r)
 		}
 	}()
-	return a.contract.Invoke(tc, st, fn, args)
+	return a.contract.InvokePrepared(tc, st, p)
 }
 
 func sameEvent(a, b *ledger.Event) bool {

@@ -22,7 +22,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -99,10 +101,12 @@ type head struct {
 // pending is a submitted transaction waiting for the committer.
 type pending struct {
 	ctx  context.Context
+	id   string // the transaction id
 	fn   string
 	args [][]byte
-	sigs verifiedSigs // verified on the submitter's goroutine
-	resp chan outcome // buffered: the committer never blocks on it
+	prep *ledger.Prepared // decoded on the submitter's goroutine
+	sigs verifiedSigs     // verified on the submitter's goroutine
+	resp chan outcome     // buffered: the committer never blocks on it
 }
 
 type outcome struct {
@@ -151,18 +155,14 @@ func Open(path string, nodeKey ed25519.PrivateKey, opts Options) (*Ledger, error
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := openBolt(path, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
+	// Walk the file's pages before bbolt follows them (opening the file
+	// for writing, it walks the whole tree to rebuild its freelist): a
+	// damaged file is refused here rather than crashing the node.
+	if err := checkFile(path); err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
-	// Walk the file's pages before bbolt follows them: a damaged file is
-	// refused here rather than crashing or misleading the node later.
-	soft, err := checkPages(path)
-	if err == nil && len(soft) > 0 {
-		err = structuref("%s", soft[0])
-	}
+	db, err := openBolt(path, boltOptions())
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
 	l := &Ledger{
@@ -282,9 +282,15 @@ func (l *Ledger) SubmitTx(ctx context.Context, fn string, args ...[]byte) (Recei
 		return Receipt{}, fmt.Errorf("submit %s: %w", fn, ErrClosed)
 	default:
 	}
-	// Signatures are verified here, on the caller's goroutine and so in
-	// parallel across callers, and the single committer trusts the result.
-	p := &pending{ctx: ctx, fn: fn, args: args, sigs: l.preverify(fn, args), resp: make(chan outcome, 1)}
+	// The call is decoded and its signatures verified here, on the
+	// caller's goroutine and so in parallel across callers; the single
+	// committer only applies it.
+	id, err := newTxID(fn, args)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("submit %s: %w", fn, err)
+	}
+	prep := l.contract.Prepare(fn, args)
+	p := &pending{ctx: ctx, id: id, fn: fn, args: args, prep: prep, sigs: l.preverify(prep), resp: make(chan outcome, 1)}
 	select {
 	case l.queue <- p:
 	case <-l.closing:
@@ -453,6 +459,7 @@ func (l *Ledger) commit(batch []*pending) {
 		b.Prev = genesisPrev
 	}
 	committed := make([]int, 0, len(batch)) // indexes into batch
+	submitter := l.submitter()
 	errEmpty := errors.New("no transaction succeeded")
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		st := boltState{b: tx.Bucket([]byte(bucketState)), mac: l.mac}
@@ -465,13 +472,9 @@ func (l *Ledger) commit(batch []*pending) {
 				out[i].err = fmt.Errorf("submit %s: not run: %w", p.fn, err)
 				continue
 			}
-			id, err := newTxID(p.fn, p.args)
-			if err != nil {
-				out[i].err = fmt.Errorf("submit %s: %w", p.fn, err)
-				continue
-			}
+			id := p.id
 			ov := newOverlay(blockWrites)
-			res, ev, err := l.invoke(ledger.TxContext{TxID: id, Timestamp: b.Time, Submitter: l.submitter(), Sigs: p.sigs}, ov, p.fn, p.args)
+			res, ev, err := l.invoke(ledger.TxContext{TxID: id, Timestamp: b.Time, Submitter: submitter, Sigs: p.sigs}, ov, p.prep)
 			if err != nil {
 				out[i].err = fmt.Errorf("tx %s: %w", id, err)
 				continue
@@ -521,9 +524,9 @@ func (l *Ledger) commit(batch []*pending) {
 }
 
 // preverify verifies ahead the signatures an invocation will check.
-func (l *Ledger) preverify(fn string, args [][]byte) verifiedSigs {
+func (l *Ledger) preverify(p *ledger.Prepared) verifiedSigs {
 	var ok verifiedSigs
-	for _, s := range l.contract.Signatures(fn, args, l.keyOf) {
+	for _, s := range p.Signatures(l.keyOf) {
 		if ed25519.Verify(s.PublicKey, s.Message, s.Sig) {
 			ok = append(ok, s)
 		}
@@ -569,6 +572,39 @@ func (v verifiedSigs) Verify(pub ed25519.PublicKey, msg, sig []byte) bool {
 	return ed25519.Verify(pub, msg, sig)
 }
 
+// boltOptions are the options the node opens its file with. The freelist
+// is not written at each commit (bbolt rebuilds it when it opens the
+// file), which saves a page write per block and changes nothing of what a
+// commit makes durable; it is kept in memory as a map.
+func boltOptions() *bolt.Options {
+	return &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
+}
+
+// checkFile walks the pages of an existing ledger file and refuses a
+// damaged one.
+func checkFile(path string) error {
+	if st, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) || err == nil && st.Size() == 0 {
+		return nil // bbolt creates it
+	}
+	soft, err := checkPages(path)
+	if err == nil && len(soft) > 0 {
+		err = structuref("%s", soft[0])
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	// A file another process is writing may read as damaged: if it is
+	// locked, say so instead.
+	db, lerr := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if errors.Is(lerr, bolt.ErrTimeout) {
+		return lerr
+	}
+	if lerr == nil {
+		db.Close()
+	}
+	return err
+}
+
 // openBolt is bolt.Open that turns a panic or memory fault on a damaged
 // file into an error.
 func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
@@ -594,14 +630,14 @@ func safely(f func() error) (err error) {
 
 // invoke runs the contract, turning a panic into an error so that one bad
 // transaction cannot stop the node.
-func (l *Ledger) invoke(tc ledger.TxContext, st ledger.State, fn string, args [][]byte) (res []byte, ev *ledger.Event, err error) {
+func (l *Ledger) invoke(tc ledger.TxContext, st ledger.State, p *ledger.Prepared) (res []byte, ev *ledger.Event, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			l.log.Error("contract panic", "fn", fn, "tx", tc.TxID, "panic", r)
-			err = fmt.Errorf("%s: contract panic: %v", fn, r)
+			l.log.Error("contract panic", "fn", p.Fn(), "tx", tc.TxID, "panic", r)
+			err = fmt.Errorf("%s: contract panic: %v", p.Fn(), r)
 		}
 	}()
-	return l.contract.Invoke(tc, st, fn, args)
+	return l.contract.InvokePrepared(tc, st, p)
 }
 
 // query runs a read-only contract function, turning a panic into an error.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // damagedFile builds a closed ledger big enough to have branch pages and
@@ -28,6 +30,15 @@ func damagedFile(t *testing.T) (string, []byte, *pageWalker) {
 	}
 	wg.Wait()
 	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The node does not write bbolt's freelist; plain bbolt writes it
+	// when it opens the file, so that forged freelists can be tried too.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := os.ReadFile(path)
