@@ -173,3 +173,23 @@ func (*Queries) GetDataset(ctx contractapi.TransactionContextInterface) (string,
 func (*Queries) ListDatasets(ctx contractapi.TransactionContextInterface) (string, error) {
 	return query(ctx, ledger.FnListDatasets)
 }
+
+// AskFeasibility runs ledger.FnAskFeasibility.
+func (*Invokes) AskFeasibility(ctx contractapi.TransactionContextInterface) (string, error) {
+	return invoke(ctx, ledger.FnAskFeasibility)
+}
+
+// CompleteFeasibility runs ledger.FnCompleteFeasibility.
+func (*Invokes) CompleteFeasibility(ctx contractapi.TransactionContextInterface) (string, error) {
+	return invoke(ctx, ledger.FnCompleteFeasibility)
+}
+
+// GetFeasibility runs ledger.FnGetFeasibility.
+func (*Queries) GetFeasibility(ctx contractapi.TransactionContextInterface) (string, error) {
+	return query(ctx, ledger.FnGetFeasibility)
+}
+
+// ListFeasibility runs ledger.FnListFeasibility.
+func (*Queries) ListFeasibility(ctx contractapi.TransactionContextInterface) (string, error) {
+	return query(ctx, ledger.FnListFeasibility)
+}

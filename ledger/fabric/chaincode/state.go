@@ -82,14 +82,20 @@ func (s State) Delete(key string) error {
 	return nil
 }
 
-// Range supports what the contract asks for: a whole key prefix ending in
-// "/", up to the key just past it. Keys come back in contract-key order.
+// Range supports what the contract asks for: the keys under a prefix
+// ending in "/", up to the key just past that prefix, from the prefix
+// itself or from a later start key under it (the feasibility window reads
+// "feas/<sponsor>/<from>" onwards). The peer sees, and re-runs at
+// validation, the partial composite key query of the whole prefix, so a
+// later start only filters what the contract is shown. Keys come back in
+// contract-key order.
 func (s State) Range(start, end string, fn func(key string, value []byte) (bool, error)) error {
-	if !strings.HasSuffix(start, keySep) || end != start[:len(start)-1]+string(start[len(start)-1]+1) {
-		return fmt.Errorf("range [%q, %q): only whole-prefix ranges map onto partial composite keys: %w", start, end, ledger.ErrInvalid)
+	prefix, ok := rangePrefix(start, end)
+	if !ok {
+		return fmt.Errorf("range [%q, %q): only ranges up to the end of a whole prefix map onto partial composite keys: %w", start, end, ledger.ErrInvalid)
 	}
-	parts := strings.Split(strings.TrimSuffix(start, keySep), keySep)
-	if _, ok := CompositeKey(strings.TrimSuffix(start, keySep)); !ok {
+	parts := strings.Split(strings.TrimSuffix(prefix, keySep), keySep)
+	if _, ok := CompositeKey(strings.TrimSuffix(prefix, keySep)); !ok {
 		return nil // no key can exist under an invalid prefix
 	}
 	it, err := s.Stub.GetStateByPartialCompositeKey(parts[0], parts[1:])
@@ -115,6 +121,9 @@ func (s State) Range(start, end string, fn func(key string, value []byte) (bool,
 		if n := len(kvs); n > 0 && kvs[n-1].k > k {
 			sorted = false
 		}
+		if k < start {
+			continue
+		}
 		kvs = append(kvs, kv{k, r.Value})
 	}
 	// Composite keys order "a\x00" before "a-b\x00" where contract keys
@@ -129,4 +138,19 @@ func (s State) Range(start, end string, fn func(key string, value []byte) (bool,
 		}
 	}
 	return nil
+}
+
+// rangePrefix returns the prefix P (ending in "/") with start under or
+// equal to P and end the key just past every key under P.
+func rangePrefix(start, end string) (string, bool) {
+	for i := len(start) - 1; i >= 0; i-- {
+		if start[i] != keySep[0] {
+			continue
+		}
+		p := start[:i+1]
+		if end == p[:i]+string(p[i]+1) {
+			return p, true
+		}
+	}
+	return "", false
 }
