@@ -740,8 +740,11 @@ type exchangeRunner struct {
 	epsilon float64
 }
 
-func (r *exchangeRunner) Query(ctx context.Context, src string) (*notebooks.Output, error) {
-	res, err := r.ex.Query(ctx, r.sponsor, r.pub, r.req, src, exchange.QueryOptions{Epsilon: r.epsilon})
+func (r *exchangeRunner) Query(ctx context.Context, src string, epsilon float64) (*notebooks.Output, error) {
+	if epsilon == 0 {
+		epsilon = r.epsilon
+	}
+	res, err := r.ex.Query(ctx, r.sponsor, r.pub, r.req, src, exchange.QueryOptions{Epsilon: epsilon})
 	if err != nil {
 		return nil, err
 	}
