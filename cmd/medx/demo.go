@@ -756,10 +756,7 @@ func (r *exchangeRunner) Query(ctx context.Context, src string, epsilon float64)
 }
 
 func (r *exchangeRunner) Record(ctx context.Context, p notebooks.Provenance) (string, error) {
-	d := ledger.NotebookRunDraft{Request: r.req, NotebookHash: p.NotebookHash}
-	for _, c := range p.Cells {
-		d.Cells = append(d.Cells, ledger.NotebookCell{Name: c.Name, Query: ledger.QueryID(c.QueryID), QueryHash: c.QueryHash, ResultHash: c.ResultHash, Error: c.Error})
-	}
+	d := ledger.NotebookRunDraft{Request: r.req, NotebookHash: p.NotebookHash, Cells: ledgerCells(p)}
 	run, err := r.ex.Ledger().RecordNotebookRun(ctx, r.sponsor, d)
 	if err != nil {
 		return "", err

@@ -21,6 +21,7 @@ commands:
   token         print a development bearer token signed with a data directory's key
   import        import FHIR R4, OMOP CDM or CSV records into a dataset: medx import fhir|omop|csv INPUT --out DIR
   query         evaluate an aggregate query over a custodian's own dataset: medx query --dataset DIR 'SELECT ...'
+  notebook      run a notebook as the sponsor (HTML report + .ipynb, recorded on the ledger) or verify a report: medx notebook run|verify|demo-study
 
 Run 'medx <command> -h' for a command's flags.`
 
@@ -53,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runQuery(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "notebook":
+		return runNotebook(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
