@@ -15,15 +15,15 @@ import (
 )
 
 // startServe runs 'medx serve' on a new directory at 127.0.0.1:0 and
-// returns its base URL and a function that stops it.
-func startServe(t *testing.T, dir string, patients string) (string, func()) {
+// returns its base URL, its output so far and a function that stops it.
+func startServe(t *testing.T, dir string, patients string) (string, *syncBuffer, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	var out syncBuffer
+	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--patients", patients, "--log", "error"},
-			func(string) string { return "" }, &out, &bytes.Buffer{})
+			func(string) string { return "" }, out, &bytes.Buffer{})
 	}()
 	stop := func() {
 		cancel()
@@ -40,7 +40,7 @@ func startServe(t *testing.T, dir string, patients string) (string, func()) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if m := listening.FindStringSubmatch(out.String()); m != nil {
-			return m[1], stop
+			return m[1], out, stop
 		}
 		select {
 		case err := <-done:
@@ -68,7 +68,7 @@ func medx1(t *testing.T, args ...string) (string, error) {
 // and a failing cell are caught.
 func TestNotebookRunAndVerify(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
-	base, stop := startServe(t, dir, "1500")
+	base, _, stop := startServe(t, dir, "1500")
 	stopped := false
 	defer func() {
 		if !stopped {
