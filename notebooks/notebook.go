@@ -1,8 +1,24 @@
-// Package notebooks runs analysis notebooks: Markdown files whose fenced
-// `medx` blocks are aggregate queries. A run executes each cell as the
-// sponsor, renders a self-contained HTML report, and records its provenance
-// (notebook hash, each cell's query and result hash) on the ledger, so that
-// an ethics board can tie every published number to an audited query.
+// Package notebooks runs analysis notebooks. A notebook is a Markdown file
+// whose fenced medx blocks are aggregate queries, with optional options on
+// the fence line and free Markdown text around them:
+//
+//	```medx name=baseline chart=bar epsilon=0.25
+//	SELECT COUNT(*) AS patients, AVG(hba1c) AS mean_hba1c FROM cohort GROUP BY sex
+//	```
+//
+// (name: letters, digits, '.', '_', '-', default cell-N; chart: bar,
+// histogram or none, default a histogram for HISTOGRAM, bars for GROUP BY;
+// epsilon: the privacy budget the cell spends, default the runner's.) A
+// Jupyter notebook (.ipynb, nbformat 4) is read too: its code cells whose
+// first line is "%%medx" with the same options are the queries.
+//
+// A run executes each cell as the sponsor through a Runner, renders a
+// self-contained HTML report (WriteHTML) and a Jupyter notebook with the
+// same outputs (WriteIPYNB), and records its provenance on the ledger:
+// the notebook hash, and each cell's query hash and the hash of its result
+// exactly as published (Published.Hash). Reports carry the run id and the
+// notebook, so Verify can recompute every hash from a report's own content
+// and check it against the ledger's record.
 package notebooks
 
 import (
