@@ -417,6 +417,20 @@ func (ex *Exchange) RecordNotebook(ctx context.Context, sponsor ledger.Signer, d
 	return n, nil
 }
 
+// NotebookRun returns a recorded notebook run if p may see it: ethics
+// boards and the operator see every run, a sponsor its own; anyone else,
+// or a run that does not exist, gets ledger.ErrNotFound.
+func (ex *Exchange) NotebookRun(ctx context.Context, p Principal, id ledger.NotebookRunID) (ledger.NotebookRun, error) {
+	n, err := ex.led.NotebookRun(ctx, id)
+	if err != nil {
+		return ledger.NotebookRun{}, fmt.Errorf("notebook run %s: %w", id, err)
+	}
+	if !seesAll(p.Role) && (p.Role != ledger.RoleSponsor || n.Sponsor != p.Participant()) {
+		return ledger.NotebookRun{}, fmt.Errorf("notebook run %s: %w", id, ledger.ErrNotFound)
+	}
+	return n, nil
+}
+
 // StudyTrail is one request's licence and query trail, for ethics boards.
 type StudyTrail struct {
 	Request  ledger.Request

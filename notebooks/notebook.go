@@ -1,8 +1,24 @@
-// Package notebooks runs analysis notebooks: Markdown files whose fenced
-// `medx` blocks are aggregate queries. A run executes each cell as the
-// sponsor, renders a self-contained HTML report, and records its provenance
-// (notebook hash, each cell's query and result hash) on the ledger, so that
-// an ethics board can tie every published number to an audited query.
+// Package notebooks runs analysis notebooks. A notebook is a Markdown file
+// whose fenced medx blocks are aggregate queries, with optional options on
+// the fence line and free Markdown text around them:
+//
+//	```medx name=baseline chart=bar epsilon=0.25
+//	SELECT COUNT(*) AS patients, AVG(hba1c) AS mean_hba1c FROM cohort GROUP BY sex
+//	```
+//
+// (name: letters, digits, '.', '_', '-', default cell-N; chart: bar,
+// histogram or none, default a histogram for HISTOGRAM, bars for GROUP BY;
+// epsilon: the privacy budget the cell spends, default the runner's.) A
+// Jupyter notebook (.ipynb, nbformat 4) is read too: its code cells whose
+// first line is "%%medx" with the same options are the queries.
+//
+// A run executes each cell as the sponsor through a Runner, renders a
+// self-contained HTML report (WriteHTML) and a Jupyter notebook with the
+// same outputs (WriteIPYNB), and records its provenance on the ledger:
+// the notebook hash, and each cell's query hash and the hash of its result
+// exactly as published (Published.Hash). Reports carry the run id and the
+// notebook, so Verify can recompute every hash from a report's own content
+// and check it against the ledger's record.
 package notebooks
 
 import (
@@ -11,14 +27,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
 // Notebook is a parsed notebook: free text and query cells, in order.
 type Notebook struct {
 	Name   string
-	Hash   string // hex SHA-256 of the source bytes
+	Hash   string // hex SHA-256 of Source
+	Source []byte // the file as read
 	Blocks []Block
 }
 
@@ -32,8 +51,11 @@ type Block struct {
 type Cell struct {
 	Name  string // from name=..., or "cell-N"
 	Chart string // from chart=... (bar, histogram, none); empty = default
-	Query string
-	Line  int // 1-based line of the opening fence
+	// Epsilon is the privacy budget the cell's query spends, from
+	// epsilon=...; 0 means the runner's default.
+	Epsilon float64
+	Query   string
+	Line    int // 1-based line of the opening fence (Markdown) or the cell's index (Jupyter)
 }
 
 // Cells returns the notebook's query cells in order.
@@ -53,12 +75,70 @@ var (
 	nameRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 )
 
+// maxCellEpsilon bounds a cell's epsilon option: a typo such as
+// epsilon=25 must not spend a whole study's budget.
+const maxCellEpsilon = 10
+
+// setOptions reads a cell's options, "name=baseline chart=bar epsilon=0.2",
+// as written after the fence's medx or Jupyter's %%medx.
+func (c *Cell) setOptions(opts string) error {
+	seen := map[string]bool{}
+	for _, opt := range strings.Fields(opts) {
+		om := optionRe.FindStringSubmatch(opt)
+		if om == nil {
+			return fmt.Errorf("cell option %q: want key=value", opt)
+		}
+		if seen[om[1]] {
+			return fmt.Errorf("cell option %q given twice", om[1])
+		}
+		seen[om[1]] = true
+		v := strings.Trim(om[2], `"`)
+		switch om[1] {
+		case "name":
+			if !nameRe.MatchString(v) {
+				return fmt.Errorf("cell name %q: use letters, digits, '.', '_' or '-'", v)
+			}
+			c.Name = v
+		case "chart":
+			switch v {
+			case "bar", "histogram", "none":
+				c.Chart = v
+			default:
+				return fmt.Errorf("chart %q: want bar, histogram or none", v)
+			}
+		case "epsilon":
+			e, err := strconv.ParseFloat(v, 64)
+			if err != nil || !(e > 0 && e <= maxCellEpsilon) {
+				return fmt.Errorf("epsilon %q: want a number in (0, %d]", v, maxCellEpsilon)
+			}
+			c.Epsilon = e
+		default:
+			return fmt.Errorf("unknown cell option %q (known: name, chart, epsilon)", om[1])
+		}
+	}
+	return nil
+}
+
+func hashBytes(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Read parses a notebook file by its name: Jupyter (ParseIPYNB) if it ends
+// in .ipynb, else Markdown (Parse).
+func Read(name string, src []byte) (*Notebook, error) {
+	if strings.EqualFold(filepath.Ext(name), ".ipynb") {
+		return ParseIPYNB(name, src)
+	}
+	return Parse(name, src)
+}
+
 // Parse reads a Markdown notebook. Cells are fenced blocks whose info
-// string starts with medx, optionally followed by name=... and chart=....
+// string starts with medx, optionally followed by name=..., chart=... and
+// epsilon=....
 // Other fenced blocks stay text.
 func Parse(name string, src []byte) (*Notebook, error) {
-	sum := sha256.Sum256(src)
-	nb := &Notebook{Name: name, Hash: hex.EncodeToString(sum[:])}
+	nb := &Notebook{Name: name, Hash: hashBytes(src), Source: bytes.Clone(src)}
 	var text strings.Builder
 	flush := func() {
 		if t := strings.TrimSpace(text.String()); t != "" {
@@ -99,28 +179,8 @@ func Parse(name string, src []byte) (*Notebook, error) {
 		flush()
 		fence = m[1]
 		cell = &Cell{Line: line}
-		for _, opt := range strings.Fields(m[2]) {
-			om := optionRe.FindStringSubmatch(opt)
-			if om == nil {
-				return nil, fmt.Errorf("%s:%d: cell option %q: want key=value", name, line, opt)
-			}
-			v := strings.Trim(om[2], `"`)
-			switch om[1] {
-			case "name":
-				if !nameRe.MatchString(v) {
-					return nil, fmt.Errorf("%s:%d: cell name %q: use letters, digits, '.', '_' or '-'", name, line, v)
-				}
-				cell.Name = v
-			case "chart":
-				switch v {
-				case "bar", "histogram", "none":
-					cell.Chart = v
-				default:
-					return nil, fmt.Errorf("%s:%d: chart %q: want bar, histogram or none", name, line, v)
-				}
-			default:
-				return nil, fmt.Errorf("%s:%d: unknown cell option %q (known: name, chart)", name, line, om[1])
-			}
+		if err := cell.setOptions(m[2]); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
 		}
 		if cell.Name == "" {
 			cell.Name = fmt.Sprintf("cell-%d", len(nb.Cells())+1)

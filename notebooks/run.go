@@ -16,9 +16,11 @@ import (
 // The exchange's Go client implements it over HTTP; in one process an
 // adapter over exchange.Exchange does.
 type Runner interface {
-	// Query runs one aggregate query and returns the sponsor's decrypted,
-	// disclosure-controlled result.
-	Query(ctx context.Context, query string) (*Output, error)
+	// Query runs one aggregate query, spending epsilon of the study's
+	// privacy budget (0: the runner's default), and returns the sponsor's
+	// decrypted, disclosure-controlled result. Its errors are shown in the
+	// failing cell's place.
+	Query(ctx context.Context, query string, epsilon float64) (*Output, error)
 	// Record writes the run's provenance on the ledger and returns its id.
 	Record(ctx context.Context, p Provenance) (string, error)
 }
@@ -33,17 +35,20 @@ type Output struct {
 
 // Provenance is what the ledger keeps of a run.
 type Provenance struct {
-	NotebookHash string
-	Cells        []CellProvenance
+	NotebookHash string           `json:"notebookHash"`
+	Cells        []CellProvenance `json:"cells"`
 }
 
 // CellProvenance ties one cell to its ledger query and its result.
+// ResultHash is the hash of the result as published (see Published.Hash):
+// the numbers a report shows, so that a report can be checked against the
+// ledger from its own content.
 type CellProvenance struct {
-	Name       string
-	QueryID    string
-	QueryHash  string
-	ResultHash string
-	Error      string
+	Name       string `json:"name"`
+	QueryID    string `json:"queryId,omitempty"`
+	QueryHash  string `json:"queryHash"`
+	ResultHash string `json:"resultHash,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // Result is one cell's outcome: an output or an error, shown in place.
@@ -57,9 +62,13 @@ type Result struct {
 type Run struct {
 	Notebook *Notebook
 	Results  []Result
-	RecordID string // ledger id of the recorded run
-	Started  time.Time
-	Finished time.Time
+	// Request is the study the run queried; the caller sets it, for the
+	// report.
+	Request    string
+	Provenance Provenance // as recorded
+	RecordID   string     // ledger id of the recorded run
+	Started    time.Time
+	Finished   time.Time
 }
 
 // Failed counts the cells that failed.
@@ -75,6 +84,13 @@ func (r *Run) Failed() int {
 
 // maxErrorText bounds the error text recorded for a failed cell.
 const maxErrorText = 400
+
+// hashText is the hex SHA-256 of s: how the exchange hashes a normalised
+// query's text, and how a failed cell's text as written is hashed.
+func hashText(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
 
 func truncate(s string, n int) string {
 	r := []rune(s)
@@ -95,20 +111,20 @@ func Execute(ctx context.Context, nb *Notebook, r Runner, now func() time.Time) 
 	run := &Run{Notebook: nb, Started: now()}
 	prov := Provenance{NotebookHash: nb.Hash}
 	for _, c := range nb.Cells() {
-		out, err := r.Query(ctx, c.Query)
+		out, err := r.Query(ctx, c.Query, c.Epsilon)
 		run.Results = append(run.Results, Result{Cell: c, Output: out, Err: err})
 		cp := CellProvenance{Name: c.Name}
 		if err != nil {
 			// A failed cell is recorded too, under the hash of its text as
 			// written: the ledger shows what was attempted and why it failed.
-			sum := sha256.Sum256([]byte(c.Query))
-			cp.QueryHash = hex.EncodeToString(sum[:])
+			cp.QueryHash = hashText(c.Query)
 			cp.Error = truncate(err.Error(), maxErrorText)
 		} else {
-			cp.QueryID, cp.QueryHash, cp.ResultHash = out.QueryID, out.QueryHash, out.Table.Hash()
+			cp.QueryID, cp.QueryHash, cp.ResultHash = out.QueryID, out.QueryHash, Publish(out.Table).Hash()
 		}
 		prov.Cells = append(prov.Cells, cp)
 	}
+	run.Provenance = prov
 	id, err := r.Record(ctx, prov)
 	if err != nil {
 		return run, fmt.Errorf("record notebook run: %w", err)

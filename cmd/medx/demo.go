@@ -783,8 +783,11 @@ type exchangeRunner struct {
 	epsilon float64
 }
 
-func (r *exchangeRunner) Query(ctx context.Context, src string) (*notebooks.Output, error) {
-	res, err := r.ex.Query(ctx, r.sponsor, r.pub, r.req, src, exchange.QueryOptions{Epsilon: r.epsilon})
+func (r *exchangeRunner) Query(ctx context.Context, src string, epsilon float64) (*notebooks.Output, error) {
+	if epsilon == 0 {
+		epsilon = r.epsilon
+	}
+	res, err := r.ex.Query(ctx, r.sponsor, r.pub, r.req, src, exchange.QueryOptions{Epsilon: epsilon})
 	if err != nil {
 		return nil, err
 	}
@@ -796,10 +799,7 @@ func (r *exchangeRunner) Query(ctx context.Context, src string) (*notebooks.Outp
 }
 
 func (r *exchangeRunner) Record(ctx context.Context, p notebooks.Provenance) (string, error) {
-	d := ledger.NotebookRunDraft{Request: r.req, NotebookHash: p.NotebookHash}
-	for _, c := range p.Cells {
-		d.Cells = append(d.Cells, ledger.NotebookCell{Name: c.Name, Query: ledger.QueryID(c.QueryID), QueryHash: c.QueryHash, ResultHash: c.ResultHash, Error: c.Error})
-	}
+	d := ledger.NotebookRunDraft{Request: r.req, NotebookHash: p.NotebookHash, Cells: ledgerCells(p)}
 	run, err := r.ex.Ledger().RecordNotebookRun(ctx, r.sponsor, d)
 	if err != nil {
 		return "", err

@@ -354,7 +354,7 @@ func TestStoryEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("run %q not on the ledger: %v", run.RecordID, err)
 		}
-		if len(rec.Cells) != 2 || rec.Cells[0].ResultHash != run.Results[0].Output.Table.Hash() || rec.Cells[1].Error == "" {
+		if len(rec.Cells) != 2 || rec.Cells[0].ResultHash != notebooks.Publish(run.Results[0].Output.Table).Hash() || rec.Cells[1].Error == "" {
 			t.Errorf("recorded cells %+v", rec.Cells)
 		}
 	})

@@ -23,6 +23,7 @@ commands:
   generate      write a seeded synthetic dataset: medx generate --out DIR [--patients N] [--seed S]
   query         evaluate an aggregate query over a custodian's own dataset: medx query --dataset DIR 'SELECT ...'
   chaincode     serve the MedX Fabric chaincode as a service (CHAINCODE_SERVER_ADDRESS, CORE_CHAINCODE_ID_NAME)
+  notebook      run a notebook as the sponsor (HTML report + .ipynb, recorded on the ledger) or verify a report: medx notebook run|verify|demo-study
 
 Run 'medx <command> -h' for a command's flags.`
 
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runChaincode(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "notebook":
+		return runNotebook(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -2,13 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/medx/medx/exchange"
 	"github.com/medx/medx/exchange/client"
@@ -39,31 +36,8 @@ func (s *syncBuffer) String() string {
 // signing modes, query decrypted locally, revoke, audit; then shuts down.
 func TestServeEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--patients", "1200", "--log", "error"},
-			func(string) string { return "" }, &out, &bytes.Buffer{})
-	}()
-	listening := regexp.MustCompile(`listening on (http://[0-9.:]+)`)
-	var base string
-	deadline := time.Now().Add(60 * time.Second)
-	for base == "" {
-		if m := listening.FindStringSubmatch(out.String()); m != nil {
-			base = m[1]
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve ended early: %v\n%s", err, out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not start:\n%s", out.String())
-		}
-	}
+	ctx := t.Context()
+	base, out, stop := startServe(t, dir, "1200")
 	tokens := map[string]string{} // "role sub" -> token
 	var patients []string
 	for _, line := range strings.Split(out.String(), "\n") {
@@ -156,15 +130,7 @@ func TestServeEndToEnd(t *testing.T) {
 	if _, err := as(ledger.RolePatient, patients[0]).Audit(ctx); !errors.Is(err, ledger.ErrForbidden) {
 		t.Errorf("patient audit: %v, want forbidden", err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not shut down")
-	}
+	stop()
 }
 
 // openSiteForKey reads the demo sponsor's BGV key from dir, as the

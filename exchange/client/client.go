@@ -427,6 +427,14 @@ func (c *Client) RecordNotebookRun(ctx context.Context, id ledger.RequestID, not
 	return n, err
 }
 
+// NotebookRun returns a recorded notebook run (its sponsor, ethics boards,
+// the operator).
+func (c *Client) NotebookRun(ctx context.Context, id ledger.NotebookRunID) (ledger.NotebookRun, error) {
+	var n ledger.NotebookRun
+	err := c.do(ctx, http.MethodGet, "/v1/notebook-runs/"+esc(string(id)), nil, &n)
+	return n, err
+}
+
 // AuditSummary is an ethics board's verification summary.
 type AuditSummary struct {
 	Verified        bool                `json:"verified"`

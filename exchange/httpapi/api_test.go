@@ -281,8 +281,24 @@ func TestAPIFlow(t *testing.T) {
 	if r := e.call(t, "GET", "/v1/requests/{id}/queries", string(r1.ID), otherSponsorTok, nil); r.status != 404 {
 		t.Errorf("other sponsor's query records = %d, want 404", r.status)
 	}
+	var nbRun ledger.NotebookRun
 	e.ok(t, 201, "POST", "/v1/requests/{id}/notebook-runs", string(r1.ID), sponsorTok,
-		map[string]any{"notebookHash": strings.Repeat("ab", 32), "cells": []map[string]any{{"name": "c1", "query": qrecs[0].ID, "queryHash": qrecs[0].QueryHash}}}, nil)
+		map[string]any{"notebookHash": strings.Repeat("ab", 32), "cells": []map[string]any{{"name": "c1", "query": qrecs[0].ID, "queryHash": qrecs[0].QueryHash}}}, &nbRun)
+	// The recorded run reads back for its sponsor and the board, not for
+	// another sponsor.
+	for _, tok := range []string{sponsorTok, boardTok} {
+		var got ledger.NotebookRun
+		e.ok(t, 200, "GET", "/v1/notebook-runs/{id}", string(nbRun.ID), tok, nil, &got)
+		if got.ID != nbRun.ID || got.NotebookHash != strings.Repeat("ab", 32) || len(got.Cells) != 1 || got.Cells[0].Query != qrecs[0].ID {
+			t.Errorf("GET notebook run = %+v, want %+v", got, nbRun)
+		}
+	}
+	if r := e.call(t, "GET", "/v1/notebook-runs/{id}", string(nbRun.ID), otherSponsorTok, nil); r.status != 404 {
+		t.Errorf("other sponsor's notebook run = %d, want 404", r.status)
+	}
+	if r := e.call(t, "GET", "/v1/notebook-runs/{id}", "nb-doesnotexist", boardTok, nil); r.status != 404 && r.status != 400 {
+		t.Errorf("missing notebook run = %d, want 404 or 400", r.status)
+	}
 
 	// Alice sees her licence, the query that used it and her earnings.
 	var lics []ledger.Licence

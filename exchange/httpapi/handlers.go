@@ -300,6 +300,20 @@ func (s *Server) handleNotebookRun() handler {
 	}
 }
 
+// handleGetNotebookRun returns a recorded notebook run, for verifying a
+// report against the ledger: boards and the operator see every run, a
+// sponsor its own.
+func (s *Server) handleGetNotebookRun() handler {
+	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
+		run, err := s.ex.NotebookRun(r.Context(), p, ledger.NotebookRunID(mux.Vars(r)["id"]))
+		if err != nil {
+			return err
+		}
+		encode(w, http.StatusOK, run)
+		return nil
+	}
+}
+
 // handleCertificate is step one of accepting on the patient's own device:
 // the custodian certifies the patient's per-study public key, and the
 // response carries the action to sign (fresh nonce, canonical payload) and

@@ -44,6 +44,7 @@ func (s *Server) routes() []route {
 		{method: get, pattern: "/v1/requests/{id}/queries", roles: roles(sponsor, board, operator), h: s.handleQueryRecords()},
 		{method: post, pattern: "/v1/requests/{id}/queries", roles: roles(sponsor), h: s.handleQuery()},
 		{method: post, pattern: "/v1/requests/{id}/notebook-runs", roles: roles(sponsor), h: s.handleNotebookRun()},
+		{method: get, pattern: "/v1/notebook-runs/{id}", roles: roles(sponsor, board, operator), h: s.handleGetNotebookRun()},
 		{method: post, pattern: "/v1/requests/{id}/certificate", roles: roles(patient), h: s.handleCertificate()},
 		{method: post, pattern: "/v1/requests/{id}/accept", roles: roles(patient), h: s.handleAccept()},
 		{method: post, pattern: "/v1/requests/{id}/decline", roles: roles(patient), h: s.handleDecline()},
