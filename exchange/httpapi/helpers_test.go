@@ -18,6 +18,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/medx/medx/exchange"
 	"github.com/medx/medx/exchange/exchangetest"
 	"github.com/medx/medx/ledger"
 )
@@ -43,10 +44,13 @@ func newEnv(t *testing.T) *env {
 	f := exchangetest.New(t, 300)
 	_, priv, _ := ed25519.GenerateKey(nil)
 	s := New(f.Exchange, Options{
-		Auth:     NewAuthenticator(testIssuer, testAudience, StaticKey(priv.Public())),
-		Keystore: f.Keystore,
-		Events:   exchangetest.Notices(f.Ledger),
-		Log:      testLog(t),
+		Auth:        NewAuthenticator(testIssuer, testAudience, StaticKey(priv.Public())),
+		Keystore:    f.Keystore,
+		Events:      exchangetest.Notices(f.Ledger),
+		Replay:      exchangetest.NoticesFrom(f.Ledger),
+		Trail:       f.Ledger.Trail,
+		SponsorKeys: exchange.NewSponsorKeys(f.Params),
+		Log:         testLog(t),
 	})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)

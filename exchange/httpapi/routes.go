@@ -55,5 +55,10 @@ func (s *Server) routes() []route {
 		{method: get, pattern: "/v1/audit/trail", roles: roles(board, operator), h: s.handleTrail()},
 		{method: get, pattern: "/v1/audit/summary", roles: roles(board, operator), h: s.handleAuditSummary()},
 		{method: get, pattern: "/v1/events", roles: anyRole, h: s.handleEvents()},
+		{method: get, pattern: "/v1/tokens/history", roles: anyRole, h: s.handleTokenHistory()},
+		{method: get, pattern: "/v1/audit/export", roles: roles(board, operator), h: s.handleAuditExport()},
+		{method: post, pattern: "/v1/criteria/validate", roles: roles(sponsor, board), h: handleValidateCriteria()},
+		{method: post, pattern: "/v1/custodial-sponsor-key", roles: roles(sponsor), h: s.handleCustodialSponsorKey()},
+		{method: post, pattern: "/v1/requests/{id}/custodial-queries", roles: roles(sponsor), h: s.handleCustodialQuery()},
 	}
 }
