@@ -122,6 +122,11 @@ func TestAPIFlow(t *testing.T) {
 	// Public routes and identity.
 	e.ok(t, 200, "GET", "/healthz", "", "", nil, nil)
 	e.ok(t, 200, "GET", "/openapi.json", "", "", nil, nil)
+	for _, p := range []string{"/", "/ui/app.js", "/ui/app.css"} {
+		if r := e.call(t, "GET", p, "", "", nil); r.status != 200 || len(r.body) == 0 {
+			t.Errorf("GET %s = %d (%d bytes)", p, r.status, len(r.body))
+		}
+	}
 	var me struct{ Role, ID string }
 	e.ok(t, 200, "GET", "/v1/me", "", boardTok, nil, &me)
 	if me.Role != string(ledger.RoleEthicsBoard) || me.ID != string(exchangetest.Board) {
