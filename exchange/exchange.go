@@ -50,6 +50,7 @@ type Exchange struct {
 	cfg        Config
 	log        *slog.Logger
 	studies    sync.Map // ledger.RequestID -> *sync.Mutex, see lockStudy
+	reqs       requestsAt
 }
 
 // New returns an exchange. Every custodian and every board key holder took

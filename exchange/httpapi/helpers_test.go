@@ -151,6 +151,7 @@ func (e *env) ok(t testing.TB, want int, method, pattern, id, token string, body
 // document: 3.1 schemas are JSON Schema 2020-12, compiled with formats and
 // content encodings asserted.
 type openapiChecker struct {
+	mu  sync.Mutex // the compiler is not safe for concurrent use
 	doc map[string]any
 	c   *jsonschema.Compiler
 }
@@ -184,6 +185,8 @@ func ptrEscape(s string) string {
 // check validates r as a response of method on pattern.
 func (o *openapiChecker) check(t testing.TB, method, pattern string, r resp) {
 	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	paths, _ := o.doc["paths"].(map[string]any)
 	item, ok := paths[pattern].(map[string]any)
 	if !ok {
