@@ -56,6 +56,7 @@ type Exchange struct {
 	log        *slog.Logger
 	studies    sync.Map // ledger.RequestID -> *sync.Mutex, see lockStudy
 	asks       sync.Map // criteria hash + data digest -> *sync.Mutex, see Feasibility
+	reqs       requestsAt
 }
 
 // New returns an exchange. Every custodian and every board key holder took
@@ -88,16 +89,11 @@ func (ex *Exchange) custodian(id ledger.ParticipantID) (*Custodian, error) {
 // PostRequest validates a sponsor's cohort request (its criteria must parse
 // in the cohort query language) and posts it; the budget moves to escrow.
 func (ex *Exchange) PostRequest(ctx context.Context, sponsor ledger.Signer, d ledger.RequestDraft) (ledger.Request, error) {
-	crit, err := cohorts.ParseCriteria(d.Criteria)
+	crit, err := CheckCriteria(d.Criteria, d.Scope)
 	if err != nil {
-		return ledger.Request{}, fmt.Errorf("request criteria: %w: %w", ErrInvalid, err)
+		return ledger.Request{}, err
 	}
-	d.Criteria = crit.String()
-	for _, c := range crit.Categories() {
-		if !slices.Contains(d.Scope, c) {
-			return ledger.Request{}, fmt.Errorf("request criteria read %q data, which the licence scope %v does not cover: %w", c, d.Scope, ErrInvalid)
-		}
-	}
+	d.Criteria = crit.Normalised
 	r, err := ex.led.PostRequest(ctx, sponsor, d)
 	if err != nil {
 		return ledger.Request{}, fmt.Errorf("post request: %w", err)

@@ -212,9 +212,9 @@ func (ex *Exchange) OffersFor(ctx context.Context, p Principal) ([]Offer, error)
 	if err != nil {
 		return nil, err
 	}
-	reqs, err := ex.led.Requests(ctx)
+	reqs, err := ex.allRequests(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list requests: %w", err)
+		return nil, err
 	}
 	var offers []Offer
 	for _, r := range reqs {

@@ -65,8 +65,11 @@ type benchStep struct {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "api" {
+		return runBenchAPI(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "query" {
-		return fmt.Errorf("%w: medx bench query --patients N --custodians K [--seed S] [--runs R]", errUsage)
+		return fmt.Errorf("%w: medx bench query --patients N --custodians K [--seed S] [--runs R] | medx bench api [--requests N --accepts K --concurrency C]", errUsage)
 	}
 	fs := newFlags("bench query", stderr)
 	patients := fs.Int("patients", 100_000, "patients in all, split between the custodians")

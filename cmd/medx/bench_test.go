@@ -65,3 +65,49 @@ func TestBenchRefusesBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchAPI runs `medx bench api` briefly: one JSON object with the
+// read and accept figures and their baselines, and exactly as many
+// licences on the ledger as accepts answered.
+func TestBenchAPI(t *testing.T) {
+	var out, errb bytes.Buffer
+	args := []string{"bench", "api", "--patients", "400", "--requests", "100", "--accepts", "5", "--concurrency", "4", "--dir", t.TempDir() + "/d"}
+	if err := run(t.Context(), args, func(string) string { return "" }, &out, &errb); err != nil {
+		t.Fatalf("medx bench api: %v\n%s", err, errb.String())
+	}
+	if n := strings.Count(strings.TrimSpace(out.String()), "\n"); n != 0 {
+		t.Errorf("output has %d lines, want one JSON object:\n%s", n+1, out.String())
+	}
+	var res map[string]any
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	for _, k := range []string{"rps", "p50_ms", "p99_ms", "baseline_rps", "ratio", "accept_rps", "accept_p50_ms", "accept_baseline_rps", "accept_ratio", "response_bytes"} {
+		if v, ok := res[k].(float64); !ok || v <= 0 {
+			t.Errorf("%s = %v, want a positive number", k, res[k])
+		}
+	}
+	if res["requests"] != 100.0 || res["accepts"] != 5.0 || res["licences"] != 5.0 {
+		t.Errorf("result %v: want 100 reads, 5 accepts and 5 licences", res)
+	}
+}
+
+func TestBenchAPIRefusesBadInput(t *testing.T) {
+	for name, args := range map[string][]string{
+		"too few patients": {"bench", "api", "--patients", "5"},
+		"no requests":      {"bench", "api", "--requests", "0"},
+		"no clients":       {"bench", "api", "--concurrency", "0"},
+		"no time":          {"bench", "api", "--max-time", "0s"},
+		"stray argument":   {"bench", "api", "extra"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if err := run(t.Context(), args, func(string) string { return "" }, &out, &errb); err == nil {
+				t.Errorf("run(%q) succeeded, want an error", args)
+			}
+			if out.Len() > 0 {
+				t.Errorf("run(%q) printed %q", args, out.String())
+			}
+		})
+	}
+}

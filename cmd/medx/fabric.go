@@ -38,7 +38,7 @@ func ledgerFlag(kind, fabricConfig string) (ledgerOpener, error) {
 // siteNotices follows the site's ledger events as the exchange's notices.
 func siteNotices(ctx context.Context, s *site, log *slog.Logger) <-chan exchange.Notice {
 	if s.led != nil {
-		return notices(ctx, s.led)
+		return notices(ctx, s.led.Subscribe(ctx))
 	}
 	out := make(chan exchange.Notice)
 	fl, ok := s.backend.(*fabric.Ledger)

@@ -17,6 +17,7 @@ commands:
   audit verify  verify a ledger independently (--dir DIR or --ledger FILE) and summarise the trail
   audit export  write the licence and query trail as JSON Lines or CSV, filtered by request, patient, time
   bench query   time one typical query in plaintext and through the encrypted path (one JSON object)
+  bench api     load GET /v1/offers and POST accept on loopback against a bare handler returning the same bytes (one JSON object)
   serve         serve the HTTP API over a data directory (the demo's, created if missing)
   token         print a development bearer token signed with a data directory's key
   import        import FHIR R4, OMOP CDM or CSV records into a dataset: medx import fhir|omop|csv INPUT --out DIR

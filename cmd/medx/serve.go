@@ -37,6 +37,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	level := fs.String("log", "info", "log level")
 	kind := fs.String("ledger", "embedded", "ledger backend: embedded (the directory's) or fabric")
 	fabricConfig := fs.String("fabric-config", "", "Fabric gateway config file (JSON, see docs/fabric.md), with --ledger fabric")
+	custodialKeys := fs.Bool("custodial-sponsor-keys", true, "let sponsors choose a result key held by the exchange (POST /v1/custodial-sponsor-key), so the web console can show decrypted results; false: every sponsor decrypts on its own side")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -65,12 +66,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *jwks != "" {
 		keys = httpapi.NewJWKS(*jwks, nil, 5*time.Minute)
 	}
-	api := httpapi.New(s.ex, httpapi.Options{
+	opts := httpapi.Options{
 		Auth:     httpapi.NewAuthenticator(*issuer, *audience, keys),
 		Keystore: ks,
 		Events:   func(ctx context.Context) <-chan exchange.Notice { return siteNotices(ctx, s, log) },
 		Log:      log,
-	})
+	}
+	if s.led != nil {
+		opts.Replay = func(ctx context.Context, from uint64) <-chan exchange.Notice {
+			return notices(ctx, s.led.Events(ctx, from))
+		}
+		opts.Trail = s.led.Trail
+	}
+	if *custodialKeys {
+		opts.SponsorKeys = exchange.NewSponsorKeys(s.ex.Params())
+	}
+	api := httpapi.New(s.ex, opts)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -192,11 +203,10 @@ func (s *site) printDemoTokens(ctx context.Context, w io.Writer, k ed25519.Priva
 	return nil
 }
 
-// notices adapts the embedded ledger's committed events to the exchange's
+// notices adapts the embedded ledger's block events to the exchange's
 // notices.
-func notices(ctx context.Context, l *embedded.Ledger) <-chan exchange.Notice {
+func notices(ctx context.Context, in <-chan embedded.BlockEvent) <-chan exchange.Notice {
 	out := make(chan exchange.Notice)
-	in := l.Subscribe(ctx)
 	go func() {
 		defer close(out)
 		for b := range in {

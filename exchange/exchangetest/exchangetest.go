@@ -207,10 +207,21 @@ func Notices(l *embedded.Ledger) func(ctx context.Context) <-chan exchange.Notic
 	return func(ctx context.Context) <-chan exchange.Notice { return NoticesOf(ctx, l) }
 }
 
+// NoticesFrom adapts the embedded ledger's block events from a height on
+// (replayed, then live) to exchange notices, for resumed event streams.
+func NoticesFrom(l *embedded.Ledger) func(ctx context.Context, from uint64) <-chan exchange.Notice {
+	return func(ctx context.Context, from uint64) <-chan exchange.Notice {
+		return noticesOf(ctx, l.Events(ctx, from))
+	}
+}
+
 // NoticesOf subscribes to l's committed events as exchange notices.
 func NoticesOf(ctx context.Context, l *embedded.Ledger) <-chan exchange.Notice {
+	return noticesOf(ctx, l.Subscribe(ctx))
+}
+
+func noticesOf(ctx context.Context, in <-chan embedded.BlockEvent) <-chan exchange.Notice {
 	out := make(chan exchange.Notice)
-	in := l.Subscribe(ctx)
 	go func() {
 		defer close(out)
 		for b := range in {

@@ -21,6 +21,7 @@ const flowQuery = "SELECT COUNT(*) AS n, AVG(sbp) AS mean_sbp FROM cohort"
 
 // sseEvent is one server-sent event as a client reads it.
 type sseEvent struct {
+	id   string
 	name string
 	data eventData
 }
@@ -28,8 +29,18 @@ type sseEvent struct {
 // listen reads the caller's event stream until ctx ends.
 func (e *env) listen(t *testing.T, ctx context.Context, token string) (<-chan sseEvent, <-chan struct{}) {
 	t.Helper()
+	return e.listenAfter(t, ctx, token, "")
+}
+
+// listenAfter reads the caller's event stream resumed after event id
+// lastID (none if empty) until ctx ends.
+func (e *env) listenAfter(t *testing.T, ctx context.Context, token, lastID string) (<-chan sseEvent, <-chan struct{}) {
+	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+"/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
 	res, err := e.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +66,8 @@ func (e *env) listen(t *testing.T, ctx context.Context, token string) (<-chan ss
 			case first && strings.HasPrefix(line, ":"):
 				first = false
 				close(ready)
+			case strings.HasPrefix(line, "id: "):
+				ev.id = strings.TrimPrefix(line, "id: ")
 			case strings.HasPrefix(line, "event: "):
 				ev.name = strings.TrimPrefix(line, "event: ")
 			case strings.HasPrefix(line, "data: "):
@@ -109,6 +122,11 @@ func TestAPIFlow(t *testing.T) {
 	// Public routes and identity.
 	e.ok(t, 200, "GET", "/healthz", "", "", nil, nil)
 	e.ok(t, 200, "GET", "/openapi.json", "", "", nil, nil)
+	for _, p := range []string{"/", "/ui/app.js", "/ui/app.css"} {
+		if r := e.call(t, "GET", p, "", "", nil); r.status != 200 || len(r.body) == 0 {
+			t.Errorf("GET %s = %d (%d bytes)", p, r.status, len(r.body))
+		}
+	}
 	var me struct{ Role, ID string }
 	e.ok(t, 200, "GET", "/v1/me", "", boardTok, nil, &me)
 	if me.Role != string(ledger.RoleEthicsBoard) || me.ID != string(exchangetest.Board) {
@@ -373,6 +391,8 @@ func TestAPIFlow(t *testing.T) {
 		t.Error("board does not see alice's pseudonym")
 	}
 	e.ok(t, 200, "GET", "/metrics", "", "", nil, nil)
+	checkHistoryAndExport(t, e, r1, aliceTok, sponsorTok, boardTok, aliceLic)
+	checkCustodialQuery(t, e, r1, sponsorTok, accepted-2)
 
 	// Notifications: Alice got her own licence's events and no one
 	// else's; the sponsor got its requests' events.

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -209,17 +210,75 @@ func MarshalJWKS(keys map[string]crypto.PublicKey) ([]byte, error) {
 // past), a sub and a role claim naming one of the five roles. A patient's
 // sub is "<custodian>/<record>": the custodian authenticates its own
 // patients and issues their tokens.
+//
+// A token verified once is remembered, by the SHA-256 of its exact text,
+// for at most verifiedTTL and never past its exp: the signature check
+// (most of the cost of a small request) is not redone for every request
+// of a session. Any change to the token is a different text and is
+// verified in full. A key withdrawn from a JWKS stops working for tokens
+// already seen within verifiedTTL.
 type Authenticator struct {
 	issuer, audience string
 	keys             KeySource
 	leeway           time.Duration
 	now              func() time.Time
+
+	mu       sync.Mutex
+	verified map[[sha256.Size]byte]verifiedToken
+}
+
+// Bounds of the verified-token cache.
+const (
+	verifiedTTL = time.Minute
+	verifiedMax = 8192
+)
+
+type verifiedToken struct {
+	p         exchange.Principal
+	notBefore time.Time // zero if the token has no nbf
+	until     time.Time // the cache entry's end: min(seen+verifiedTTL, exp+leeway)
 }
 
 // NewAuthenticator returns an authenticator for tokens of issuer for
 // audience, verified with keys.
 func NewAuthenticator(issuer, audience string, keys KeySource) *Authenticator {
-	return &Authenticator{issuer: issuer, audience: audience, keys: keys, leeway: 30 * time.Second, now: time.Now}
+	return &Authenticator{issuer: issuer, audience: audience, keys: keys, leeway: 30 * time.Second, now: time.Now,
+		verified: map[[sha256.Size]byte]verifiedToken{}}
+}
+
+// cached returns the principal of a token verified recently, if still
+// valid at now.
+func (a *Authenticator) cached(sum [sha256.Size]byte, now time.Time) (exchange.Principal, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v, ok := a.verified[sum]
+	if !ok || !now.Before(v.until) || (!v.notBefore.IsZero() && now.Before(v.notBefore.Add(-a.leeway))) {
+		return exchange.Principal{}, false
+	}
+	return v.p, true
+}
+
+func (a *Authenticator) remember(sum [sha256.Size]byte, now time.Time, c *claims, p exchange.Principal) {
+	v := verifiedToken{p: p, until: now.Add(verifiedTTL)}
+	if exp := c.ExpiresAt.Time.Add(a.leeway); exp.Before(v.until) {
+		v.until = exp
+	}
+	if c.NotBefore != nil {
+		v.notBefore = c.NotBefore.Time
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.verified) >= verifiedMax {
+		for k, old := range a.verified {
+			if !now.Before(old.until) {
+				delete(a.verified, k)
+			}
+		}
+		if len(a.verified) >= verifiedMax {
+			clear(a.verified)
+		}
+	}
+	a.verified[sum] = v
 }
 
 type claims struct {
@@ -240,6 +299,21 @@ func (a *Authenticator) Authenticate(r *http.Request) (exchange.Principal, error
 
 // Verify verifies a token and returns its principal.
 func (a *Authenticator) Verify(ctx context.Context, token string) (exchange.Principal, error) {
+	sum := sha256.Sum256([]byte(token))
+	now := a.now()
+	if p, ok := a.cached(sum, now); ok {
+		return p, nil
+	}
+	c, pr, err := a.verify(ctx, token)
+	if err != nil {
+		return exchange.Principal{}, err
+	}
+	a.remember(sum, now, c, pr)
+	return pr, nil
+}
+
+// verify checks a token in full: signature, claims and role.
+func (a *Authenticator) verify(ctx context.Context, token string) (*claims, exchange.Principal, error) {
 	p := jwt.NewParser(
 		jwt.WithValidMethods(validAlgs),
 		jwt.WithIssuer(a.issuer),
@@ -270,22 +344,22 @@ func (a *Authenticator) Verify(ctx context.Context, token string) (exchange.Prin
 		return k, nil
 	})
 	if err != nil {
-		return exchange.Principal{}, fmt.Errorf("token: %v: %w", err, errUnauthenticated)
+		return nil, exchange.Principal{}, fmt.Errorf("token: %v: %w", err, errUnauthenticated)
 	}
 	role := ledger.Role(c.Role)
 	if !slices.Contains(exchange.Roles(), role) {
-		return exchange.Principal{}, fmt.Errorf("token: unknown role %q: %w", c.Role, errUnauthenticated)
+		return nil, exchange.Principal{}, fmt.Errorf("token: unknown role %q: %w", c.Role, errUnauthenticated)
 	}
 	if c.Subject == "" {
-		return exchange.Principal{}, fmt.Errorf("token: no sub: %w", errUnauthenticated)
+		return nil, exchange.Principal{}, fmt.Errorf("token: no sub: %w", errUnauthenticated)
 	}
 	pr := exchange.Principal{Role: role, ID: c.Subject}
 	if role == ledger.RolePatient {
 		if _, _, err := pr.PatientRef(); err != nil {
-			return exchange.Principal{}, fmt.Errorf("token: %v: %w", err, errUnauthenticated)
+			return nil, exchange.Principal{}, fmt.Errorf("token: %v: %w", err, errUnauthenticated)
 		}
 	}
-	return pr, nil
+	return &c, pr, nil
 }
 
 // TokenClaims are what IssueToken signs.

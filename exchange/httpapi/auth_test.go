@@ -225,3 +225,31 @@ func TestJWKS(t *testing.T) {
 		t.Errorf("unknown kid: %v, want refused", err)
 	}
 }
+
+// TestVerifiedTokenCache: a token verified once is served from the cache
+// only while it is valid, and any change to its text is verified in full.
+func TestVerifiedTokenCache(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	a := NewAuthenticator(testIssuer, testAudience, StaticKey(priv.Public()))
+	now := time.Now()
+	a.now = func() time.Time { return now }
+	tok, err := IssueToken(priv, "", TokenClaims{Issuer: testIssuer, Audience: testAudience, Subject: "acme", Role: ledger.RoleSponsor,
+		IssuedAt: now, Expires: now.Add(2 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if p, err := a.Verify(t.Context(), tok); err != nil || p.ID != "acme" {
+			t.Fatalf("Verify #%d = %+v, %v", i+1, p, err)
+		}
+	}
+	sig := strings.LastIndexByte(tok, '.') + 1
+	flipped := tok[:sig] + string(rune(tok[sig]^1)) + tok[sig+1:]
+	if _, err := a.Verify(t.Context(), flipped); !errors.Is(err, errUnauthenticated) {
+		t.Errorf("Verify(altered signature) after the token was cached = %v, want unauthenticated", err)
+	}
+	now = now.Add(3 * time.Minute) // past exp and the leeway
+	if _, err := a.Verify(t.Context(), tok); !errors.Is(err, errUnauthenticated) {
+		t.Errorf("Verify(expired, cached before) = %v, want unauthenticated", err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/medx/medx/exchange"
 	"github.com/medx/medx/exchange/exchangetest"
 	"github.com/medx/medx/ledger"
 )
@@ -43,10 +44,13 @@ func newEnv(t *testing.T) *env {
 	f := exchangetest.New(t, 300)
 	_, priv, _ := ed25519.GenerateKey(nil)
 	s := New(f.Exchange, Options{
-		Auth:     NewAuthenticator(testIssuer, testAudience, StaticKey(priv.Public())),
-		Keystore: f.Keystore,
-		Events:   exchangetest.Notices(f.Ledger),
-		Log:      testLog(t),
+		Auth:        NewAuthenticator(testIssuer, testAudience, StaticKey(priv.Public())),
+		Keystore:    f.Keystore,
+		Events:      exchangetest.Notices(f.Ledger),
+		Replay:      exchangetest.NoticesFrom(f.Ledger),
+		Trail:       f.Ledger.Trail,
+		SponsorKeys: exchange.NewSponsorKeys(f.Params),
+		Log:         testLog(t),
 	})
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
@@ -147,6 +151,7 @@ func (e *env) ok(t testing.TB, want int, method, pattern, id, token string, body
 // document: 3.1 schemas are JSON Schema 2020-12, compiled with formats and
 // content encodings asserted.
 type openapiChecker struct {
+	mu  sync.Mutex // the compiler is not safe for concurrent use
 	doc map[string]any
 	c   *jsonschema.Compiler
 }
@@ -180,6 +185,8 @@ func ptrEscape(s string) string {
 // check validates r as a response of method on pattern.
 func (o *openapiChecker) check(t testing.TB, method, pattern string, r resp) {
 	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	paths, _ := o.doc["paths"].(map[string]any)
 	item, ok := paths[pattern].(map[string]any)
 	if !ok {

@@ -27,6 +27,9 @@ func (s *Server) routes() []route {
 		{method: get, pattern: "/healthz", public: true, h: handleHealth()},
 		{method: get, pattern: "/metrics", public: true, h: s.handleMetrics()},
 		{method: get, pattern: "/openapi.json", public: true, h: handleOpenAPI()},
+		{method: get, pattern: "/", public: true, h: handleUI("index.html", "text/html; charset=utf-8")},
+		{method: get, pattern: "/ui/app.js", public: true, h: handleUI("app.js", "text/javascript; charset=utf-8")},
+		{method: get, pattern: "/ui/app.css", public: true, h: handleUI("app.css", "text/css; charset=utf-8")},
 		{method: get, pattern: "/v1/me", roles: anyRole, h: handleMe()},
 		{method: get, pattern: "/v1/participants", roles: roles(sponsor, board, custod, operator), h: s.handleParticipants()},
 		{method: post, pattern: "/v1/participants", roles: roles(operator), h: s.handleRegister()},
@@ -58,5 +61,10 @@ func (s *Server) routes() []route {
 		{method: get, pattern: "/v1/audit/trail", roles: roles(board, operator), h: s.handleTrail()},
 		{method: get, pattern: "/v1/audit/summary", roles: roles(board, operator), h: s.handleAuditSummary()},
 		{method: get, pattern: "/v1/events", roles: anyRole, h: s.handleEvents()},
+		{method: get, pattern: "/v1/tokens/history", roles: anyRole, h: s.handleTokenHistory()},
+		{method: get, pattern: "/v1/audit/export", roles: roles(board, operator), h: s.handleAuditExport()},
+		{method: post, pattern: "/v1/criteria/validate", roles: roles(sponsor, board), h: handleValidateCriteria()},
+		{method: post, pattern: "/v1/custodial-sponsor-key", roles: roles(sponsor), h: s.handleCustodialSponsorKey()},
+		{method: post, pattern: "/v1/requests/{id}/custodial-queries", roles: roles(sponsor), h: s.handleCustodialQuery()},
 	}
 }

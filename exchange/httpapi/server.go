@@ -42,6 +42,18 @@ type Options struct {
 	Keystore *exchange.Keystore
 	// Events subscribes to ledger notices, for /v1/events; nil disables it.
 	Events func(ctx context.Context) <-chan exchange.Notice
+	// Replay returns the ledger notices from block height from on (those
+	// committed already, then live ones), for event streams resumed with
+	// Last-Event-ID; nil resumes live only.
+	Replay func(ctx context.Context, from uint64) <-chan exchange.Notice
+	// Trail reads the ledger's audit trail, for token history and audit
+	// export; nil answers those routes 501.
+	Trail exchange.TrailFunc
+	// SponsorKeys, if not nil, holds the BGV result keys of sponsors who
+	// chose to have the exchange decrypt their results for them
+	// (POST /v1/custodial-sponsor-key, then custodial-queries). Nil
+	// refuses both: every sponsor decrypts on its own side.
+	SponsorKeys *exchange.SponsorKeys
 	// MaxBody limits request bodies (0 means DefaultMaxBody).
 	MaxBody int64
 	// Now is the clock for audit summaries (nil means time.Now).
