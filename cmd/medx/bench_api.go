@@ -107,7 +107,7 @@ func runBenchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 func benchAPIRun(ctx context.Context, dir string, patients, requests, accepts, conc int, limit time.Duration, log *slog.Logger) (*benchAPIResult, error) {
 	setup := time.Now()
 	res := &benchAPIResult{Patients: patients, Concurrency: conc, GOMAXPROCS: runtime.GOMAXPROCS(0), TargetRatio: benchAPITarget}
-	s, _, err := openOrCreateSite(ctx, dir, patients, nil, log)
+	s, _, err := openOrCreateSite(ctx, dir, patients, true, nil, log)
 	if err != nil {
 		return nil, err
 	}

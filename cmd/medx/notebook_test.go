@@ -15,14 +15,16 @@ import (
 )
 
 // startServe runs 'medx serve' on a new directory at 127.0.0.1:0 and
-// returns its base URL, its output so far and a function that stops it.
-func startServe(t *testing.T, dir string, patients string) (string, *syncBuffer, func()) {
+// returns its base URL, its output so far and a function that stops it;
+// extra flags follow the defaults.
+func startServe(t *testing.T, dir string, patients string, extra ...string) (string, *syncBuffer, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--patients", patients, "--log", "error"},
+		args := append([]string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--patients", patients, "--log", "error"}, extra...)
+		done <- run(ctx, args,
 			func(string) string { return "" }, out, &bytes.Buffer{})
 	}()
 	stop := func() {

@@ -37,6 +37,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	level := fs.String("log", "info", "log level")
 	kind := fs.String("ledger", "embedded", "ledger backend: embedded (the directory's) or fabric")
 	fabricConfig := fs.String("fabric-config", "", "Fabric gateway config file (JSON, see docs/fabric.md), with --ledger fabric")
+	noise := fs.Bool("noise", true, "add disclosure noise to released values (turn off only to compare with plaintext or for reproducible reports)")
 	custodialKeys := fs.Bool("custodial-sponsor-keys", true, "let sponsors choose a result key held by the exchange (POST /v1/custodial-sponsor-key), so the web console can show decrypted results; false: every sponsor decrypts on its own side")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -49,7 +50,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	s, created, err := openOrCreateSite(ctx, *dir, *patients, open, log)
+	s, created, err := openOrCreateSite(ctx, *dir, *patients, *noise, open, log)
 	if err != nil {
 		return err
 	}
@@ -102,15 +103,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // openOrCreateSite opens dir, or creates the demo's directory there.
-func openOrCreateSite(ctx context.Context, dir string, patients int, open ledgerOpener, log *slog.Logger) (*site, bool, error) {
+func openOrCreateSite(ctx context.Context, dir string, patients int, noise bool, open ledgerOpener, log *slog.Logger) (*site, bool, error) {
 	if _, err := os.Stat(filepath.Join(dir, "medx.json")); err == nil {
-		s, err := openSiteOn(ctx, dir, exchange.DefaultConfig(), open, log)
+		cfg := exchange.DefaultConfig()
+		cfg.Noise = noise
+		s, err := openSiteOn(ctx, dir, cfg, open, log)
 		return s, false, err
 	}
 	if patients < 100 {
 		return nil, false, fmt.Errorf("%w: --patients %d: want at least 100", errUsage, patients)
 	}
-	s, err := createDemoSite(ctx, demoOptions{dir: dir, seed: 1, patients: patients, noise: true, epsilon: 0.25, places: 3000, ledger: open}, log)
+	s, err := createDemoSite(ctx, demoOptions{dir: dir, seed: 1, patients: patients, noise: noise, epsilon: 0.25, places: 3000, ledger: open}, log)
 	if err != nil {
 		return nil, false, err
 	}
