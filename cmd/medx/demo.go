@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -61,6 +62,10 @@ type demoOptions struct {
 	epsilon     float64
 	places      int64
 	ledger      ledgerOpener // nil: the embedded ledger in dir
+	// randomKeys draws the cast's and the node's signing keys from
+	// crypto/rand instead of the seed: 'medx serve' directories are
+	// reachable over the network, and a seeded key is a public one.
+	randomKeys bool
 }
 
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -142,7 +147,13 @@ func createDemoSite(ctx context.Context, o demoOptions, log *slog.Logger) (*site
 	}
 	ids := append([]ledger.ParticipantID{demoOperator, demoSponsor, demoBoard}, demoCustodians...)
 	for _, id := range append(ids, "node") {
-		if err := writeKey(d.path("keys", string(id)+".key"), demoKey(o.seed, string(id))); err != nil {
+		k := demoKey(o.seed, string(id))
+		if o.randomKeys {
+			if _, k, err = ed25519.GenerateKey(crand.Reader); err != nil {
+				return nil, fmt.Errorf("key of %s: %w", id, err)
+			}
+		}
+		if err := writeKey(d.path("keys", string(id)+".key"), k); err != nil {
 			return nil, err
 		}
 	}

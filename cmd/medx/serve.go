@@ -113,7 +113,7 @@ func openOrCreateSite(ctx context.Context, dir string, patients int, noise bool,
 	if patients < 100 {
 		return nil, false, fmt.Errorf("%w: --patients %d: want at least 100", errUsage, patients)
 	}
-	s, err := createDemoSite(ctx, demoOptions{dir: dir, seed: 1, patients: patients, noise: noise, epsilon: 0.25, places: 3000, ledger: open}, log)
+	s, err := createDemoSite(ctx, demoOptions{dir: dir, seed: 1, patients: patients, noise: noise, epsilon: 0.25, places: 3000, ledger: open, randomKeys: true}, log)
 	if err != nil {
 		return nil, false, err
 	}
