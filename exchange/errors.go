@@ -1,6 +1,9 @@
 package exchange
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors callers branch on. Ledger sentinels (ledger.ErrForbidden, ...) pass
 // through wrapped, so errors.Is works for both.
@@ -9,4 +12,7 @@ var (
 	ErrNotOffered  = errors.New("no such offer for this patient")
 	ErrNoCustodian = errors.New("unknown custodian")
 	ErrRefused     = errors.New("refused by disclosure control")
+	// ErrTooFewLicences is a query refused because fewer licences than the
+	// minimum cell cover what it reads; it is also ErrRefused.
+	ErrTooFewLicences = fmt.Errorf("too few licences in force: %w", ErrRefused)
 )

@@ -17,6 +17,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -351,6 +352,13 @@ func (ex *Exchange) Query(ctx context.Context, sponsor ledger.Signer, sponsorPub
 	if err != nil {
 		return nil, err
 	}
+	// Fewer licensed patients than the minimum cell: every value would be
+	// suppressed, so refuse before the budget is charged. The licence count
+	// is on the ledger already; refusing reveals nothing new.
+	if n := countRecords(records); int64(n) < r.Approval.MinCell {
+		return nil, fmt.Errorf("query %s: %d licences in force cover the data it reads (%s), fewer than the minimum cell of %d; nothing was charged: %w",
+			id, n, strings.Join(q.Categories(), ", "), r.Approval.MinCell, ErrTooFewLicences)
+	}
 	chk, err := ex.checkDifferencing(ctx, q, records, earlier, r.Approval.MinCell)
 	if err != nil {
 		return nil, fmt.Errorf("query: %w: differencing check failed, refusing: %w", ErrRefused, err)
@@ -446,6 +454,15 @@ func (ex *Exchange) licensedRecords(ctx context.Context, id ledger.RequestID, ca
 		}
 	}
 	return ex.recordsOf(refs)
+}
+
+// countRecords is the number of record ids over all custodians.
+func countRecords(records [][]string) int {
+	n := 0
+	for _, r := range records {
+		n += len(r)
+	}
+	return n
 }
 
 // recordsOf maps licences to each custodian's record ids (in ex.custodians

@@ -375,3 +375,22 @@ func TestDisclosureOnLedger(t *testing.T) {
 		t.Errorf("a histogram with a bin of underweight patients suppressed nothing: %+v", d)
 	}
 }
+
+// TestTooFewLicencesRefusedBeforeCharging asks a query of a study whose
+// licences in force are fewer than the minimum cell: every value would be
+// suppressed, so it is refused before the budget is charged, and the
+// ledger is unchanged.
+func TestTooFewLicencesRefusedBeforeCharging(t *testing.T) {
+	s := newStudy(t, studyOptions{minCell: 1000})
+	if n := len(s.active(t)); n == 0 || n >= 1000 {
+		t.Fatalf("%d licences in force, want between 1 and 999", n)
+	}
+	before := s.state(t)
+	_, err := s.ex.Query(t.Context(), s.sponsor, s.pub, s.req.ID, "SELECT COUNT(*) FROM cohort GROUP BY sex", exchange.QueryOptions{})
+	if !errors.Is(err, exchange.ErrTooFewLicences) || !errors.Is(err, exchange.ErrRefused) {
+		t.Fatalf("Query = %v, want ErrTooFewLicences (an ErrRefused)", err)
+	}
+	if diff := cmp.Diff(before, s.state(t)); diff != "" {
+		t.Errorf("refused query changed the ledger (-before +after):\n%s", diff)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/medx/medx/notebooks"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -80,5 +83,27 @@ func TestNotebookGolden(t *testing.T) {
 		if diff := cmp.Diff(string(want), got); diff != "" {
 			t.Errorf("%s differs from %s (-golden +got):\n%s", name, path, diff)
 		}
+	}
+
+	// A licence failure shows in place: a study whose ethics board set a
+	// minimum cell above its licences in force refuses every cell before
+	// charging anything.
+	out, err = medx1(t, "notebook", "demo-study", "--dir", dir, "--exchange", base, "--min-cell", "100000")
+	if err != nil {
+		t.Fatalf("demo-study: %v", err)
+	}
+	small := t.TempDir()
+	out, err = medx1(t, "notebook", "run", filepath.Join("..", "..", "notebooks", "examples", "t2d-baseline.md"),
+		"--exchange", base, "--token", strings.TrimSpace(tok), "--key", filepath.Join(dir, "sponsors", string(demoSponsor), "bgv.key"),
+		"--request", strings.TrimSpace(out), "--out", small)
+	if !errors.Is(err, notebooks.ErrCellsFailed) {
+		t.Fatalf("notebook run on too few licences = %v, want ErrCellsFailed\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(small, "t2d-baseline.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), `class="error"`); n != 3 || !strings.Contains(string(b), "Too few licences in force") {
+		t.Errorf("report shows %d failed cells (want all 3, naming the licences in force)", n)
 	}
 }

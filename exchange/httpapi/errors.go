@@ -63,6 +63,7 @@ func problemTypes() []problemKind {
 		{ledger.ErrReplay, http.StatusConflict, "replay", "Replayed action"},
 		{ledger.ErrExists, http.StatusConflict, "exists", "Already exists"},
 		{ledger.ErrState, http.StatusConflict, "state", "Not allowed in the current state"},
+		{exchange.ErrTooFewLicences, http.StatusUnprocessableEntity, "too-few-licences", "Too few licences in force"},
 		{exchange.ErrRefused, http.StatusUnprocessableEntity, "disclosure-refused", "Refused by disclosure control"},
 		{ledger.ErrBadSignature, http.StatusBadRequest, "bad-signature", "Bad signature"},
 		{exchange.ErrInvalid, http.StatusBadRequest, "invalid", "Invalid input"},
