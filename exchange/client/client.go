@@ -326,62 +326,39 @@ func (c *Client) QueryRecords(ctx context.Context, id ledger.RequestID) ([]ledge
 	return qs, err
 }
 
-// feasibilityWire is a feasibility count as the API encodes it.
-type feasibilityWire struct {
-	Criteria       string                   `json:"criteria"`
-	Count          int64                    `json:"count"`
-	BelowThreshold bool                     `json:"belowThreshold"`
-	Threshold      int64                    `json:"threshold"`
-	Rounding       int64                    `json:"rounding"`
-	Mechanism      string                   `json:"mechanism"`
-	NoiseScale     float64                  `json:"noiseScale"`
-	EpsilonSpent   float64                  `json:"epsilonSpent"`
-	EpsilonLeft    float64                  `json:"epsilonLeft"`
-	AsksLeft       int                      `json:"asksLeft"`
-	Cached         bool                     `json:"cached"`
-	Record         ledger.FeasibilityRecord `json:"record"`
-}
-
-func (w feasibilityWire) feasibility() *exchange.Feasibility {
-	return &exchange.Feasibility{Record: w.Record, Criteria: w.Criteria, Count: w.Count, BelowThreshold: w.BelowThreshold,
-		Threshold: w.Threshold, Rounding: w.Rounding, Mechanism: w.Mechanism, NoiseScale: w.NoiseScale,
-		EpsilonSpent: w.EpsilonSpent, Cached: w.Cached, EpsilonLeft: w.EpsilonLeft, AsksLeft: w.AsksLeft}
-}
+// A feasibility count arrives as the API encodes it: the fields of
+// exchange.Feasibility in camelCase (and its String as "answer"), which
+// encoding/json matches to the untagged field names without a copy of
+// the struct here.
 
 // Feasibility asks, as a sponsor before posting, how many patients across
 // custodians meet criteria: a noisy count, withheld under the threshold,
 // charged to the sponsor's feasibility allowance (ledger.ErrBudget when it
 // is spent). Its String states the noise and threshold applied.
 func (c *Client) Feasibility(ctx context.Context, criteria string) (*exchange.Feasibility, error) {
-	var w feasibilityWire
-	if err := c.do(ctx, http.MethodPost, "/v1/feasibility", map[string]string{"criteria": criteria}, &w); err != nil {
+	var f exchange.Feasibility
+	if err := c.do(ctx, http.MethodPost, "/v1/feasibility", map[string]string{"criteria": criteria}, &f); err != nil {
 		return nil, err
 	}
-	return w.feasibility(), nil
+	return &f, nil
 }
 
 // RequestFeasibility is Feasibility for the criteria of the sponsor's own
 // request id.
 func (c *Client) RequestFeasibility(ctx context.Context, id ledger.RequestID) (*exchange.Feasibility, error) {
-	var w feasibilityWire
-	if err := c.do(ctx, http.MethodPost, "/v1/requests/"+esc(string(id))+"/feasibility", nil, &w); err != nil {
+	var f exchange.Feasibility
+	if err := c.do(ctx, http.MethodPost, "/v1/requests/"+esc(string(id))+"/feasibility", nil, &f); err != nil {
 		return nil, err
 	}
-	return w.feasibility(), nil
+	return &f, nil
 }
 
 // FeasibilityRecords lists the counts released for request id's criteria
 // (for its sponsor and ethics boards), oldest first.
 func (c *Client) FeasibilityRecords(ctx context.Context, id ledger.RequestID) ([]*exchange.Feasibility, error) {
-	var ws []feasibilityWire
-	if err := c.do(ctx, http.MethodGet, "/v1/requests/"+esc(string(id))+"/feasibility", nil, &ws); err != nil {
-		return nil, err
-	}
-	out := make([]*exchange.Feasibility, len(ws))
-	for i, w := range ws {
-		out[i] = w.feasibility()
-	}
-	return out, nil
+	var fs []*exchange.Feasibility
+	err := c.do(ctx, http.MethodGet, "/v1/requests/"+esc(string(id))+"/feasibility", nil, &fs)
+	return fs, err
 }
 
 // Result is a released query result, decrypted by the sponsor.
