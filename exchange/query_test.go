@@ -14,6 +14,7 @@ import (
 
 	"github.com/medx/medx/cohorts"
 	"github.com/medx/medx/exchange"
+	"github.com/medx/medx/exchange/exchangetest"
 	"github.com/medx/medx/ledger"
 	"github.com/medx/medx/privacy"
 )
@@ -27,20 +28,7 @@ func exactGate(t *testing.T, src string, vec []int64, minCell int64) []bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slots := q.Layout().Slots
-	sup := make([]bool, len(slots))
-	var withheld func(i int) bool
-	withheld = func(i int) bool {
-		s := slots[i]
-		if s.Kind == cohorts.SlotCount && vec[i] < minCell {
-			return true
-		}
-		return s.Gate != i && withheld(s.Gate)
-	}
-	for i := range slots {
-		sup[i] = withheld(i)
-	}
-	return sup
+	return exchangetest.SmallCells(q, vec, minCell)
 }
 
 // checkExact compares an encrypted result, decrypted by the sponsor over

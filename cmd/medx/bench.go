@@ -88,15 +88,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *runs < 1 || *runs > 1000:
 		return fmt.Errorf("%w: --runs %d: want 1 to 1000", errUsage, *runs)
 	}
-	if *dir == "" {
-		d, err := os.MkdirTemp("", "medx-bench-")
+	return benchRun(stdout, *dir, "medx-bench-", "", func(dir string) (*benchResult, error) {
+		return benchQueryRun(ctx, dir, *patients, *custodians, *seed, *runs)
+	})
+}
+
+// benchRun runs bench in dir or, when dir is "", in sub below a new
+// temporary directory (pattern as os.MkdirTemp's) removed afterwards, and
+// prints its result as one JSON object.
+func benchRun[R any](stdout io.Writer, dir, pattern, sub string, bench func(dir string) (R, error)) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", pattern)
 		if err != nil {
 			return fmt.Errorf("bench directory: %w", err)
 		}
 		defer os.RemoveAll(d)
-		*dir = d
+		dir = filepath.Join(d, sub)
 	}
-	res, err := benchQueryRun(ctx, *dir, *patients, *custodians, *seed, *runs)
+	res, err := bench(dir)
 	if err != nil {
 		return err
 	}

@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -84,24 +82,9 @@ func runBenchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if *dir == "" {
-		d, err := os.MkdirTemp("", "medx-bench-api-")
-		if err != nil {
-			return fmt.Errorf("bench directory: %w", err)
-		}
-		defer os.RemoveAll(d)
-		*dir = d + "/data"
-	}
-	res, err := benchAPIRun(ctx, *dir, *patients, *requests, *accepts, *conc, *limit, log)
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(stdout)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(res); err != nil {
-		return fmt.Errorf("write result: %w", err)
-	}
-	return nil
+	return benchRun(stdout, *dir, "medx-bench-api-", "data", func(dir string) (*benchAPIResult, error) {
+		return benchAPIRun(ctx, dir, *patients, *requests, *accepts, *conc, *limit, log)
+	})
 }
 
 func benchAPIRun(ctx context.Context, dir string, patients, requests, accepts, conc int, limit time.Duration, log *slog.Logger) (*benchAPIResult, error) {

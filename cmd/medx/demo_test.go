@@ -17,6 +17,7 @@ import (
 
 	"github.com/medx/medx/cohorts"
 	"github.com/medx/medx/exchange"
+	"github.com/medx/medx/exchange/exchangetest"
 	"github.com/medx/medx/ledger"
 	"github.com/medx/medx/notebooks"
 )
@@ -40,28 +41,11 @@ func expected(t *testing.T, s *site, q string, patients []*exchange.Patient, min
 		t.Fatal(err)
 	}
 	total := plainVector(t, s, query, patients)
-	tbl, err := query.Finalize(total, smallCells(query, total, minCell))
+	tbl, err := query.Finalize(total, exchangetest.SmallCells(query, total, minCell))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tbl
-}
-
-func smallCells(q *cohorts.Query, vec []int64, minCell int64) []bool {
-	slots := q.Layout().Slots
-	sup := make([]bool, len(slots))
-	var withheld func(i int) bool
-	withheld = func(i int) bool {
-		s := slots[i]
-		if s.Kind == cohorts.SlotCount && vec[i] < minCell {
-			return true
-		}
-		return s.Gate != i && withheld(s.Gate)
-	}
-	for i := range slots {
-		sup[i] = withheld(i)
-	}
-	return sup
 }
 
 func without(ps []*exchange.Patient, drop *exchange.Patient) []*exchange.Patient {
@@ -109,14 +93,7 @@ func TestStoryEndToEnd(t *testing.T) {
 		}
 		// STDDEV and SUM too, over the licences in force now.
 		const q = "SELECT COUNT(*) AS n, SUM(sbp) AS total_sbp, AVG(hba1c) AS a1c, STDDEV(hba1c) AS sd, STDDEV(bmi) AS sd_bmi FROM cohort WHERE age >= 50 GROUP BY sex"
-		pub, err := st.key.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := s.ex.Query(ctx, st.sponsor, pub, st.request.ID, q, exchange.QueryOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := storyQuery(t, s, st, q)
 		got, err := res.Decrypt(st.key)
 		if err != nil {
 			t.Fatal(err)
@@ -362,14 +339,7 @@ func TestStoryEndToEnd(t *testing.T) {
 	t.Run("cells under the minimum are suppressed, never released", func(t *testing.T) {
 		// Few patients are over 73: some cells fall under the minimum of 10.
 		const q = "SELECT COUNT(*) AS n, AVG(hba1c) AS a1c, HISTOGRAM(bmi, 25, 30, 35, 40) AS bmi FROM cohort WHERE age > 72 GROUP BY sex"
-		pub, err := st.key.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := s.ex.Query(ctx, st.sponsor, pub, st.request.ID, q, exchange.QueryOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := storyQuery(t, s, st, q)
 		raw, err := st.key.Decrypt(res.Ciphertext, len(res.Suppressed))
 		if err != nil {
 			t.Fatal(err)
@@ -378,7 +348,7 @@ func TestStoryEndToEnd(t *testing.T) {
 		plain := plainVector(t, s, query, without(st.accepted, st.revoked))
 		lay := query.Layout()
 		var suppressedCount int
-		want := smallCells(query, plain, st.request.Approval.MinCell)
+		want := exchangetest.SmallCells(query, plain, st.request.Approval.MinCell)
 		for i, sl := range lay.Slots {
 			if under := want[i]; res.Suppressed[i] != under {
 				t.Errorf("slot %d %s: suppressed=%v, gate count %d (min %d)", i, sl.Name, res.Suppressed[i], plain[sl.Gate], st.request.Approval.MinCell)
@@ -396,6 +366,21 @@ func TestStoryEndToEnd(t *testing.T) {
 			t.Fatalf("query suppressed nothing; plaintext %v: pick a narrower query", plain)
 		}
 	})
+}
+
+// storyQuery runs q on the story's request as its sponsor, released to
+// the sponsor's own key.
+func storyQuery(t *testing.T, s *site, st *story, q string) *exchange.QueryResult {
+	t.Helper()
+	pub, err := st.key.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.ex.Query(t.Context(), st.sponsor, pub, st.request.ID, q, exchange.QueryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 func accepted(st *story, c ledger.ParticipantID, id string) bool {

@@ -16,25 +16,21 @@ const generateUsage = "medx generate --out DIR [--patients N] [--seed S] [--ref-
 // prints its manifest: the same flags give a byte-identical file.
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("generate", stderr)
-	out := fs.String("out", "", "directory to write "+datasetFile+" into (created if missing; must not hold one already)")
+	out := addOutFlags(fs, "reference date YYYY-MM-DD at which ages are counted")
 	patients := fs.Int("patients", 10000, "patients to generate (1 to 100,000,000)")
 	seed := fs.Uint64("seed", 1, "seed: the same seed and flags give the same dataset")
-	refText := fs.String("ref-date", defaultRefDate, "reference date YYYY-MM-DD at which ages are counted")
 	prefix := fs.String("id-prefix", "", "prefix of the patient ids (e.g. c1- for c1-000042), to keep several custodians' ids apart")
 	if err := parseFlags(fs, args); err != nil {
 		return fmt.Errorf("%w (%s)", err, generateUsage)
 	}
-	if *out == "" {
-		return fmt.Errorf("%w: --out DIR is required (%s)", errUsage, generateUsage)
-	}
-	ref, err := time.Parse("2006-01-02", *refText)
+	ref, err := out.check(generateUsage)
 	if err != nil {
-		return fmt.Errorf("%w: --ref-date %q: want YYYY-MM-DD", errUsage, *refText)
+		return err
 	}
 	if *patients < 1 {
 		return fmt.Errorf("%w: --patients %d: want at least 1", errUsage, *patients)
 	}
-	path, created, err := prepareOut(*out)
+	path, created, err := prepareOut(*out.dir)
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
@@ -42,7 +38,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	m, err := cohorts.Generate(ctx, path, cohorts.GenerateOptions{Patients: *patients, Seed: *seed, RefDate: ref, IDPrefix: *prefix})
 	if err != nil {
 		if created {
-			os.Remove(*out) // only if still empty
+			os.Remove(*out.dir) // only if still empty
 		}
 		return err
 	}

@@ -41,19 +41,15 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: unknown import format %q: %s", errUsage, format, importUsage)
 	}
 	fs := newFlags("import "+format, stderr)
-	out := fs.String("out", "", "directory to write "+datasetFile+" into (created if missing; must not hold one already)")
-	refText := fs.String("ref-date", defaultRefDate, "reference date YYYY-MM-DD, normally the data's export date: ages are counted at it, later records are left out")
+	out := addOutFlags(fs, "reference date YYYY-MM-DD, normally the data's export date: ages are counted at it, later records are left out")
 	mapping := fs.String("mapping", "", "mapping file (JSON) naming the CSV columns; required for csv")
 	input, err := parseWithArg(fs, args[1:], "INPUT")
 	if err != nil {
 		return fmt.Errorf("%w (%s)", err, importUsage)
 	}
-	if *out == "" {
-		return fmt.Errorf("%w: --out DIR is required (%s)", errUsage, importUsage)
-	}
-	ref, err := time.Parse("2006-01-02", *refText)
+	ref, err := out.check(importUsage)
 	if err != nil {
-		return fmt.Errorf("%w: --ref-date %q: want YYYY-MM-DD", errUsage, *refText)
+		return err
 	}
 	if (format == "csv") != (*mapping != "") {
 		if format == "csv" {
@@ -71,7 +67,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("import %s: %w", format, err)
 	}
 
-	path, created, err := prepareOut(*out)
+	path, created, err := prepareOut(*out.dir)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", format, err)
 	}
@@ -90,7 +86,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	bar.finish()
 	if err != nil {
 		if created {
-			os.Remove(*out) // only if still empty
+			os.Remove(*out.dir) // only if still empty
 		}
 		return err
 	}
@@ -138,6 +134,34 @@ func printImport(w io.Writer, input string, res cohorts.ImportResult) {
 // prepareOut makes sure directory out exists (created reports whether it
 // was made here, so that a failure can remove it) and holds no dataset yet,
 // and returns the dataset's path in it.
+// outFlags are the flags of a command that writes a dataset: --out and
+// --ref-date.
+type outFlags struct {
+	dir, refDate *string
+}
+
+// addOutFlags defines --out and --ref-date on fs; refUsage says what the
+// reference date is.
+func addOutFlags(fs *flag.FlagSet, refUsage string) outFlags {
+	return outFlags{
+		dir:     fs.String("out", "", "directory to write "+datasetFile+" into (created if missing; must not hold one already)"),
+		refDate: fs.String("ref-date", defaultRefDate, refUsage),
+	}
+}
+
+// check refuses a missing --out (with the command's usage line) and a
+// malformed --ref-date, and returns the reference date.
+func (o outFlags) check(usage string) (time.Time, error) {
+	if *o.dir == "" {
+		return time.Time{}, fmt.Errorf("%w: --out DIR is required (%s)", errUsage, usage)
+	}
+	ref, err := time.Parse("2006-01-02", *o.refDate)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: --ref-date %q: want YYYY-MM-DD", errUsage, *o.refDate)
+	}
+	return ref, nil
+}
+
 func prepareOut(out string) (path string, created bool, err error) {
 	path = filepath.Join(out, datasetFile)
 	if _, err := os.Stat(path); err == nil {

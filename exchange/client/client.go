@@ -146,6 +146,13 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// call is do for a response of type T.
+func call[T any](ctx context.Context, c *Client, method, path string, in any) (T, error) {
+	var v T
+	err := c.do(ctx, method, path, in, &v)
+	return v, err
+}
+
 func esc(s string) string { return url.PathEscape(s) }
 
 // Me is the authenticated principal.
@@ -160,37 +167,27 @@ func (c *Client) Me(ctx context.Context) (exchange.Principal, error) {
 
 // Requests lists the requests the caller may see.
 func (c *Client) Requests(ctx context.Context) ([]ledger.Request, error) {
-	var rs []ledger.Request
-	err := c.do(ctx, http.MethodGet, "/v1/requests", nil, &rs)
-	return rs, err
+	return call[[]ledger.Request](ctx, c, http.MethodGet, "/v1/requests", nil)
 }
 
 // Request returns one request.
 func (c *Client) Request(ctx context.Context, id ledger.RequestID) (ledger.Request, error) {
-	var r ledger.Request
-	err := c.do(ctx, http.MethodGet, "/v1/requests/"+esc(string(id)), nil, &r)
-	return r, err
+	return call[ledger.Request](ctx, c, http.MethodGet, "/v1/requests/"+esc(string(id)), nil)
 }
 
 // PostRequest posts a cohort request as the sponsor.
 func (c *Client) PostRequest(ctx context.Context, d ledger.RequestDraft) (ledger.Request, error) {
-	var r ledger.Request
-	err := c.do(ctx, http.MethodPost, "/v1/requests", d, &r)
-	return r, err
+	return call[ledger.Request](ctx, c, http.MethodPost, "/v1/requests", d)
 }
 
 // Approve approves a request as an ethics board.
 func (c *Client) Approve(ctx context.Context, id ledger.RequestID, minCell int64, epsilonBudget float64, reason string) (ledger.Request, error) {
-	var r ledger.Request
-	err := c.do(ctx, http.MethodPost, "/v1/requests/"+esc(string(id))+"/approve",
-		map[string]any{"minCell": minCell, "epsilonBudget": epsilonBudget, "reason": reason}, &r)
-	return r, err
+	return call[ledger.Request](ctx, c, http.MethodPost, "/v1/requests/"+esc(string(id))+"/approve",
+		map[string]any{"minCell": minCell, "epsilonBudget": epsilonBudget, "reason": reason})
 }
 
 func (c *Client) decide(ctx context.Context, id ledger.RequestID, verb, reason string) (ledger.Request, error) {
-	var r ledger.Request
-	err := c.do(ctx, http.MethodPost, "/v1/requests/"+esc(string(id))+"/"+verb, map[string]string{"reason": reason}, &r)
-	return r, err
+	return call[ledger.Request](ctx, c, http.MethodPost, "/v1/requests/"+esc(string(id))+"/"+verb, map[string]string{"reason": reason})
 }
 
 // Reject rejects a pending request as an ethics board.
@@ -217,16 +214,12 @@ type Offer struct {
 
 // Offers lists the calling patient's offers.
 func (c *Client) Offers(ctx context.Context) ([]Offer, error) {
-	var os []Offer
-	err := c.do(ctx, http.MethodGet, "/v1/offers", nil, &os)
-	return os, err
+	return call[[]Offer](ctx, c, http.MethodGet, "/v1/offers", nil)
 }
 
 // Accept accepts an offer through the server's custodial keystore.
 func (c *Client) Accept(ctx context.Context, id ledger.RequestID) (ledger.Licence, error) {
-	var l ledger.Licence
-	err := c.do(ctx, http.MethodPost, "/v1/requests/"+esc(string(id))+"/accept", nil, &l)
-	return l, err
+	return call[ledger.Licence](ctx, c, http.MethodPost, "/v1/requests/"+esc(string(id))+"/accept", nil)
 }
 
 // AcceptSigned accepts an offer signing on this side with the patient
@@ -251,9 +244,7 @@ func (c *Client) AcceptSigned(ctx context.Context, id ledger.RequestID, w *excha
 		return ledger.Licence{}, fmt.Errorf("accept %s: the server asked to sign a different action: %w", id, ledger.ErrInvalid)
 	}
 	a.Sig = ed25519.Sign(key.Key, a.SigningBytes())
-	var l ledger.Licence
-	err := c.do(ctx, http.MethodPost, "/v1/requests/"+esc(string(id))+"/accept", map[string]any{"action": a}, &l)
-	return l, err
+	return call[ledger.Licence](ctx, c, http.MethodPost, "/v1/requests/"+esc(string(id))+"/accept", map[string]any{"action": a})
 }
 
 // Decline declines an offer.
@@ -263,23 +254,17 @@ func (c *Client) Decline(ctx context.Context, id ledger.RequestID) error {
 
 // Licences lists the calling patient's licences.
 func (c *Client) Licences(ctx context.Context) ([]ledger.Licence, error) {
-	var ls []ledger.Licence
-	err := c.do(ctx, http.MethodGet, "/v1/licences", nil, &ls)
-	return ls, err
+	return call[[]ledger.Licence](ctx, c, http.MethodGet, "/v1/licences", nil)
 }
 
 // Accesses lists the queries that used the calling patient's licences.
 func (c *Client) Accesses(ctx context.Context) ([]ledger.QueryRecord, error) {
-	var qs []ledger.QueryRecord
-	err := c.do(ctx, http.MethodGet, "/v1/accesses", nil, &qs)
-	return qs, err
+	return call[[]ledger.QueryRecord](ctx, c, http.MethodGet, "/v1/accesses", nil)
 }
 
 // Revoke revokes the patient's licence through the custodial keystore.
 func (c *Client) Revoke(ctx context.Context, id ledger.LicenceID) (ledger.Licence, error) {
-	var l ledger.Licence
-	err := c.do(ctx, http.MethodPost, "/v1/licences/"+esc(string(id))+"/revoke", nil, &l)
-	return l, err
+	return call[ledger.Licence](ctx, c, http.MethodPost, "/v1/licences/"+esc(string(id))+"/revoke", nil)
 }
 
 // RevokeSigned revokes the patient's licence for request req, signed here
@@ -289,9 +274,7 @@ func (c *Client) RevokeSigned(ctx context.Context, id ledger.LicenceID, req ledg
 	if err != nil {
 		return ledger.Licence{}, fmt.Errorf("revoke %s: %w", id, err)
 	}
-	var l ledger.Licence
-	err = c.do(ctx, http.MethodPost, "/v1/licences/"+esc(string(id))+"/revoke", map[string]any{"action": a}, &l)
-	return l, err
+	return call[ledger.Licence](ctx, c, http.MethodPost, "/v1/licences/"+esc(string(id))+"/revoke", map[string]any{"action": a})
 }
 
 // Balance is the caller's MedToken balance.
@@ -305,9 +288,7 @@ func (c *Client) Balance(ctx context.Context) (ledger.Amount, error) {
 
 // Supply is the MedToken supply (ethics boards, operator).
 func (c *Client) Supply(ctx context.Context) (ledger.TokenSummary, error) {
-	var s ledger.TokenSummary
-	err := c.do(ctx, http.MethodGet, "/v1/tokens/supply", nil, &s)
-	return s, err
+	return call[ledger.TokenSummary](ctx, c, http.MethodGet, "/v1/tokens/supply", nil)
 }
 
 // Mint mints MedTokens to a participant (operator) and returns its balance.
@@ -321,67 +302,32 @@ func (c *Client) Mint(ctx context.Context, to ledger.ParticipantID, amt ledger.A
 
 // QueryRecords lists a request's query records.
 func (c *Client) QueryRecords(ctx context.Context, id ledger.RequestID) ([]ledger.QueryRecord, error) {
-	var qs []ledger.QueryRecord
-	err := c.do(ctx, http.MethodGet, "/v1/requests/"+esc(string(id))+"/queries", nil, &qs)
-	return qs, err
+	return call[[]ledger.QueryRecord](ctx, c, http.MethodGet, "/v1/requests/"+esc(string(id))+"/queries", nil)
 }
 
-// feasibilityWire is a feasibility count as the API encodes it.
-type feasibilityWire struct {
-	Criteria       string                   `json:"criteria"`
-	Count          int64                    `json:"count"`
-	BelowThreshold bool                     `json:"belowThreshold"`
-	Threshold      int64                    `json:"threshold"`
-	Rounding       int64                    `json:"rounding"`
-	Mechanism      string                   `json:"mechanism"`
-	NoiseScale     float64                  `json:"noiseScale"`
-	EpsilonSpent   float64                  `json:"epsilonSpent"`
-	EpsilonLeft    float64                  `json:"epsilonLeft"`
-	AsksLeft       int                      `json:"asksLeft"`
-	Cached         bool                     `json:"cached"`
-	Record         ledger.FeasibilityRecord `json:"record"`
-}
-
-func (w feasibilityWire) feasibility() *exchange.Feasibility {
-	return &exchange.Feasibility{Record: w.Record, Criteria: w.Criteria, Count: w.Count, BelowThreshold: w.BelowThreshold,
-		Threshold: w.Threshold, Rounding: w.Rounding, Mechanism: w.Mechanism, NoiseScale: w.NoiseScale,
-		EpsilonSpent: w.EpsilonSpent, Cached: w.Cached, EpsilonLeft: w.EpsilonLeft, AsksLeft: w.AsksLeft}
-}
+// A feasibility count arrives as the API encodes it: the fields of
+// exchange.Feasibility in camelCase (and its String as "answer"), which
+// encoding/json matches to the untagged field names without a copy of
+// the struct here.
 
 // Feasibility asks, as a sponsor before posting, how many patients across
 // custodians meet criteria: a noisy count, withheld under the threshold,
 // charged to the sponsor's feasibility allowance (ledger.ErrBudget when it
 // is spent). Its String states the noise and threshold applied.
 func (c *Client) Feasibility(ctx context.Context, criteria string) (*exchange.Feasibility, error) {
-	var w feasibilityWire
-	if err := c.do(ctx, http.MethodPost, "/v1/feasibility", map[string]string{"criteria": criteria}, &w); err != nil {
-		return nil, err
-	}
-	return w.feasibility(), nil
+	return call[*exchange.Feasibility](ctx, c, http.MethodPost, "/v1/feasibility", map[string]string{"criteria": criteria})
 }
 
 // RequestFeasibility is Feasibility for the criteria of the sponsor's own
 // request id.
 func (c *Client) RequestFeasibility(ctx context.Context, id ledger.RequestID) (*exchange.Feasibility, error) {
-	var w feasibilityWire
-	if err := c.do(ctx, http.MethodPost, "/v1/requests/"+esc(string(id))+"/feasibility", nil, &w); err != nil {
-		return nil, err
-	}
-	return w.feasibility(), nil
+	return call[*exchange.Feasibility](ctx, c, http.MethodPost, "/v1/requests/"+esc(string(id))+"/feasibility", nil)
 }
 
 // FeasibilityRecords lists the counts released for request id's criteria
 // (for its sponsor and ethics boards), oldest first.
 func (c *Client) FeasibilityRecords(ctx context.Context, id ledger.RequestID) ([]*exchange.Feasibility, error) {
-	var ws []feasibilityWire
-	if err := c.do(ctx, http.MethodGet, "/v1/requests/"+esc(string(id))+"/feasibility", nil, &ws); err != nil {
-		return nil, err
-	}
-	out := make([]*exchange.Feasibility, len(ws))
-	for i, w := range ws {
-		out[i] = w.feasibility()
-	}
-	return out, nil
+	return call[[]*exchange.Feasibility](ctx, c, http.MethodGet, "/v1/requests/"+esc(string(id))+"/feasibility", nil)
 }
 
 // Result is a released query result, decrypted by the sponsor.
@@ -421,18 +367,14 @@ func (c *Client) Query(ctx context.Context, id ledger.RequestID, query string, e
 
 // RecordNotebookRun records a notebook run on the sponsor's request.
 func (c *Client) RecordNotebookRun(ctx context.Context, id ledger.RequestID, notebookHash string, cells []ledger.NotebookCell) (ledger.NotebookRun, error) {
-	var n ledger.NotebookRun
-	err := c.do(ctx, http.MethodPost, "/v1/requests/"+esc(string(id))+"/notebook-runs",
-		map[string]any{"notebookHash": notebookHash, "cells": cells}, &n)
-	return n, err
+	return call[ledger.NotebookRun](ctx, c, http.MethodPost, "/v1/requests/"+esc(string(id))+"/notebook-runs",
+		map[string]any{"notebookHash": notebookHash, "cells": cells})
 }
 
 // NotebookRun returns a recorded notebook run (its sponsor, ethics boards,
 // the operator).
 func (c *Client) NotebookRun(ctx context.Context, id ledger.NotebookRunID) (ledger.NotebookRun, error) {
-	var n ledger.NotebookRun
-	err := c.do(ctx, http.MethodGet, "/v1/notebook-runs/"+esc(string(id)), nil, &n)
-	return n, err
+	return call[ledger.NotebookRun](ctx, c, http.MethodGet, "/v1/notebook-runs/"+esc(string(id)), nil)
 }
 
 // AuditSummary is an ethics board's verification summary.
@@ -451,9 +393,7 @@ type AuditSummary struct {
 
 // Audit verifies the ledger on the server and summarises the trail.
 func (c *Client) Audit(ctx context.Context) (AuditSummary, error) {
-	var s AuditSummary
-	err := c.do(ctx, http.MethodGet, "/v1/audit/summary", nil, &s)
-	return s, err
+	return call[AuditSummary](ctx, c, http.MethodGet, "/v1/audit/summary", nil)
 }
 
 // StudyTrail is one request's licences and queries.
@@ -465,7 +405,5 @@ type StudyTrail struct {
 
 // Trail lists every request's licences and queries (ethics boards).
 func (c *Client) Trail(ctx context.Context) ([]StudyTrail, error) {
-	var t []StudyTrail
-	err := c.do(ctx, http.MethodGet, "/v1/audit/trail", nil, &t)
-	return t, err
+	return call[[]StudyTrail](ctx, c, http.MethodGet, "/v1/audit/trail", nil)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 	"time"
 
@@ -59,8 +60,17 @@ func TestClientStudy(t *testing.T) {
 	if rf, err := sponsor.RequestFeasibility(ctx, r.ID); err != nil || !rf.Cached || rf.Count != feas.Count {
 		t.Errorf("RequestFeasibility = %+v, %v; want the cached %d", rf, err, feas.Count)
 	}
-	if fs, err := board.FeasibilityRecords(ctx, r.ID); err != nil || len(fs) != 2 {
+	fs, err := board.FeasibilityRecords(ctx, r.ID)
+	if err != nil || len(fs) != 2 {
 		t.Errorf("board FeasibilityRecords = %v, %v; want 2", fs, err)
+	}
+	// Field for field what the exchange returns: no field is lost on the wire.
+	want, err := f.Exchange.FeasibilityRecords(ctx, exchange.Principal{Role: ledger.RoleEthicsBoard, ID: string(exchangetest.Board)}, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fs, want) {
+		t.Errorf("board FeasibilityRecords:\n got %+v\nwant %+v", fs, want)
 	}
 	if _, err := as(ledger.RolePatient, string(cust)+"/"+recs[0]).Accept(ctx, r.ID); !errors.Is(err, exchange.ErrNotOffered) {
 		t.Errorf("Accept before approval: %v, want ErrNotOffered", err)

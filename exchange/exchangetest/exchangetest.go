@@ -202,6 +202,26 @@ func Draft(max int64) ledger.RequestDraft {
 	}
 }
 
+// SmallCells is the small-cell rule of query q on an exact slot vector,
+// as an independent check of the disclosure gate: a count slot under
+// minCell is withheld, and so is every slot gated on a withheld one.
+func SmallCells(q *cohorts.Query, vec []int64, minCell int64) []bool {
+	slots := q.Layout().Slots
+	sup := make([]bool, len(slots))
+	var withheld func(i int) bool
+	withheld = func(i int) bool {
+		s := slots[i]
+		if s.Kind == cohorts.SlotCount && vec[i] < minCell {
+			return true
+		}
+		return s.Gate != i && withheld(s.Gate)
+	}
+	for i := range slots {
+		sup[i] = withheld(i)
+	}
+	return sup
+}
+
 // Notices adapts the embedded ledger's block events to exchange notices.
 func Notices(l *embedded.Ledger) func(ctx context.Context) <-chan exchange.Notice {
 	return func(ctx context.Context) <-chan exchange.Notice { return NoticesOf(ctx, l) }

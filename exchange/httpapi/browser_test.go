@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,8 +207,29 @@ func (tb *tab) checkAccessible(what string) {
 	}
 }
 
+// smallCohort is criteria that between 1 and 9 of the fixture's patients
+// meet: a feasibility count under the threshold of 10.
+func smallCohort(t *testing.T, f *exchangetest.Fixture) string {
+	t.Helper()
+	for age := 18; age < 100; age++ {
+		c := fmt.Sprintf("age = %d AND sex = 'F'", age)
+		n := 0
+		for _, cu := range exchangetest.Custodians {
+			n += len(f.MatchingPatients(t, cu, c, 1<<30))
+		}
+		if n > 0 && n < 10 {
+			return c
+		}
+	}
+	t.Fatal("fixture: no small cohort")
+	return ""
+}
+
 // TestBrowser drives the portal in Debian's headless chromium: a sponsor
-// posts a request with live criteria validation, an ethics board approves
+// asks feasibility counts before posting (refused for criteria that do not
+// validate; "fewer than 10" under the threshold; a count with its
+// disclosure metadata, asked from the keyboard), posts a request with live
+// criteria validation, an ethics board approves
 // it, patients accept (one with the custodial keystore, one signing on
 // the device with WebCrypto Ed25519), the sponsor sees a decrypted result
 // with its disclosure metadata, the patients revoke. After each step the
@@ -236,9 +258,80 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("criteria check of an unfinished expression = %q, want its line and column", got)
 	}
 	sp.screenshot("criteria error")
-	sp.run("fix criteria and post",
+
+	// Feasibility before posting: criteria that do not validate are not
+	// asked (the live validation error shows, nothing reaches the ledger);
+	// valid ones get the count the API released, with its disclosure
+	// metadata. The button is reached and pressed from the keyboard.
+	sp.run("feasibility of bad criteria",
+		chromedp.Click(chromedp.CSS("#feasibility-check")),
+		sp.waitText("#feasibility-answer .error", "Not asked"))
+	if got := sp.text("#feasibility-answer"); !strings.Contains(got, "Line 1, column 19") {
+		t.Errorf("feasibility of an unfinished expression = %q, want the validation error with its line and column", got)
+	}
+	if got := sp.attr("#rq-criteria", "aria-invalid"); got != "true" {
+		t.Errorf("criteria field aria-invalid = %q, want true", got)
+	}
+	if got := value(sp, "focus", chromedp.Evaluate[string](`document.activeElement.id`)); got != "rq-criteria" {
+		t.Errorf("focus after refusing to ask = %q, want the criteria field", got)
+	}
+	sp.screenshot("feasibility of bad criteria")
+	if asks, err := f.Client.Feasibilities(ctx, exchangetest.Sponsor); err != nil || len(asks) != 0 {
+		t.Fatalf("ledger after asking feasibility of bad criteria: %+v, %v; want no ask", asks, err)
+	}
+	small := smallCohort(t, f)
+	sp.run("feasibility of a small cohort",
+		chromedp.SetValue(chromedp.CSS("#rq-criteria"), small),
+		chromedp.Click(chromedp.CSS("#feasibility-check")),
+		sp.waitText("#feasibility-answer [data-feasibility]", "Fewer than 10 patients"))
+	if got := sp.attr("#feasibility-answer [data-count]", "data-count"); got != "below 10" {
+		t.Errorf("withheld feasibility count shown as %q, want below 10", got)
+	}
+	sp.screenshot("feasibility withheld")
+	asks, err := f.Client.Feasibilities(ctx, exchangetest.Sponsor)
+	if err != nil || len(asks) != 1 || !asks[0].BelowThreshold || asks[0].Count != 0 {
+		t.Fatalf("ledger after asking feasibility of %s in the browser: %+v, %v; want one withheld count", small, asks, err)
+	}
+	sp.run("fix criteria",
+		chromedp.SetValue(chromedp.CSS("#rq-criteria"), "age BETWEEN 30 AND"),
 		chromedp.SendKeys(chromedp.CSS("#rq-criteria"), " 90"),
-		chromedp.WaitVisible(chromedp.CSS("#criteria-check.ok")),
+		sp.waitText("#criteria-check.ok", "Stored as: "+exchangetest.Criteria))
+	if got := sp.text("#feasibility-answer"); got != "" {
+		t.Errorf("feasibility answer after editing the criteria = %q, want it cleared", got)
+	}
+	sp.run("feasibility by keyboard",
+		chromedp.Focus(chromedp.CSS("#rq-criteria")),
+		chromedp.KeyEvent("\t"))
+	if got := value(sp, "focus", chromedp.Evaluate[string](`document.activeElement.id`)); got != "feasibility-check" {
+		t.Errorf("Tab from the criteria field reaches %q, want the feasibility button", got)
+	}
+	sp.run("feasibility answer",
+		chromedp.KeyEvent("\r"),
+		chromedp.WaitVisible(chromedp.CSS("#feasibility-answer [data-feasibility]")))
+	asks, err = f.Client.Feasibilities(ctx, exchangetest.Sponsor)
+	shown := ledger.FeasibilityID(sp.attr("#feasibility-answer [data-feasibility]", "data-feasibility"))
+	i := slices.IndexFunc(asks, func(a ledger.FeasibilityRecord) bool { return a.ID == shown })
+	if err != nil || len(asks) != 2 || i < 0 || asks[i].Status != ledger.FeasibilityReleased || asks[i].BelowThreshold || asks[i].Count < 10 {
+		t.Fatalf("ledger after asking feasibility in the browser: %+v, %v; want a second, released count, %s as shown", asks, err, shown)
+	}
+	ask := asks[i]
+	if got := sp.attr("#feasibility-answer [data-count]", "data-count"); got != fmt.Sprint(ask.Count) {
+		t.Errorf("feasibility count shown %q, ledger released %d", got, ask.Count)
+	}
+	answer := sp.text("#feasibility-answer")
+	for _, want := range []string{
+		fmt.Sprintf(`About %d patients\s+meet\s+%s`, ask.Count, regexp.QuoteMeta(exchangetest.Criteria)),
+		`Noise\s*none`, `Withheld under\s*10 patients`, `Rounding\s*to a multiple of 5`, `ε spent\s*0\.50`,
+		`Allowance left\s*ε \d+\.\d\d, \d+ asks?`, `Ledger record\s*` + regexp.QuoteMeta(string(ask.ID)),
+	} {
+		if !regexp.MustCompile(want).MatchString(answer) {
+			t.Errorf("feasibility answer %q: want %s", answer, want)
+		}
+	}
+	sp.checkAccessible("sponsor console with a feasibility answer")
+	sp.screenshot("feasibility")
+
+	sp.run("post",
 		chromedp.Click(chromedp.CSS("#post-form button[type=submit]")),
 		chromedp.WaitVisible(chromedp.CSS("#s-requests tr[data-request]")),
 	)
@@ -249,6 +342,9 @@ func TestBrowser(t *testing.T) {
 	r := reqs[0]
 	sp.run("feasibility", chromedp.Click(chromedp.CSS(`#s-requests button[data-action=feasibility]`)),
 		sp.waitText("#flash", "Feasibility of "+string(r.ID)))
+	if got, want := sp.text("#flash"), fmt.Sprintf("1 count released; the latest: about %d patients match", ask.Count); !strings.Contains(got, want) {
+		t.Errorf("request feasibility = %q, want %q", got, want)
+	}
 
 	// The board approves it with its limits.
 	bd := e.openTab(t, root, "board", e.token(t, ledger.RoleEthicsBoard, string(exchangetest.Board)), dir)

@@ -34,63 +34,52 @@ func feasibilityOut(f *exchange.Feasibility) feasibilityResponse {
 	}
 }
 
+// feasibilityReply is feasibilityOut of what an exchange method returns.
+func feasibilityReply(f *exchange.Feasibility, err error) (feasibilityResponse, error) {
+	if err != nil {
+		return feasibilityResponse{}, err
+	}
+	return feasibilityOut(f), nil
+}
+
 // handleFeasibility counts, before posting, the patients across custodians
 // who meet the body's criteria.
 func (s *Server) handleFeasibility() handler {
 	type request struct {
 		Criteria string `json:"criteria"`
 	}
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		req, err := decode[request](r)
-		if err != nil {
-			return err
-		}
-		sg, err := s.signer(p)
-		if err != nil {
-			return err
-		}
-		f, err := s.ex.Feasibility(r.Context(), sg, req.Criteria)
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, feasibilityOut(f))
-		return nil
-	}
+	return signed(s, http.StatusOK, func(r *http.Request, sg ledger.Signer, req request) (feasibilityResponse, error) {
+		return feasibilityReply(s.ex.Feasibility(r.Context(), sg, req.Criteria))
+	})
 }
 
 // handleRequestFeasibility counts the patients who meet the criteria of
 // the sponsor's own request.
 func (s *Server) handleRequestFeasibility() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
+	return reply(http.StatusOK, func(r *http.Request, p exchange.Principal) (feasibilityResponse, error) {
 		sg, err := s.signer(p)
 		if err != nil {
-			return err
+			return feasibilityResponse{}, err
 		}
 		if _, err := s.ex.Request(r.Context(), p, requestID(r)); err != nil {
-			return err // another sponsor's request is not found, as on GET
+			return feasibilityResponse{}, err // another sponsor's request is not found, as on GET
 		}
-		f, err := s.ex.RequestFeasibility(r.Context(), sg, requestID(r))
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, feasibilityOut(f))
-		return nil
-	}
+		return feasibilityReply(s.ex.RequestFeasibility(r.Context(), sg, requestID(r)))
+	})
 }
 
 // handleFeasibilityRecords lists the counts released for a request's
 // criteria, for its sponsor and ethics boards.
 func (s *Server) handleFeasibilityRecords() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
+	return reply(http.StatusOK, func(r *http.Request, p exchange.Principal) ([]feasibilityResponse, error) {
 		fs, err := s.ex.FeasibilityRecords(r.Context(), p, requestID(r))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		out := make([]feasibilityResponse, len(fs))
 		for i, f := range fs {
 			out[i] = feasibilityOut(f)
 		}
-		encode(w, http.StatusOK, out)
-		return nil
-	}
+		return out, nil
+	})
 }

@@ -35,6 +35,44 @@ func (s *Server) signer(p exchange.Principal) (ledger.Signer, error) {
 	return s.o.Keystore.Signer(p.Participant())
 }
 
+// reply is the handler of the common shape: call one exchange method (f)
+// and encode its result with status.
+func reply[T any](status int, f func(r *http.Request, p exchange.Principal) (T, error)) handler {
+	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
+		v, err := f(r, p)
+		if err != nil {
+			return err
+		}
+		encode(w, status, v)
+		return nil
+	}
+}
+
+// list is reply for a list, encoded [] rather than null when empty.
+func list[T any](f func(r *http.Request, p exchange.Principal) ([]T, error)) handler {
+	return reply(http.StatusOK, func(r *http.Request, p exchange.Principal) ([]T, error) {
+		v, err := f(r, p)
+		return nonNil(v), err
+	})
+}
+
+// signed is reply for a write the server signs: it decodes a body of type
+// In, then takes the caller's custodial signing key, then calls f.
+func signed[In, T any](s *Server, status int, f func(r *http.Request, sg ledger.Signer, in In) (T, error)) handler {
+	return reply(status, func(r *http.Request, p exchange.Principal) (T, error) {
+		var zero T
+		in, err := decode[In](r)
+		if err != nil {
+			return zero, err
+		}
+		sg, err := s.signer(p)
+		if err != nil {
+			return zero, err
+		}
+		return f(r, sg, in)
+	})
+}
+
 func handleHealth() handler {
 	return func(w http.ResponseWriter, r *http.Request, _ exchange.Principal) error {
 		encode(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -69,25 +107,15 @@ func handleMe() handler {
 }
 
 func (s *Server) handleParticipants() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		ps, err := s.ex.Participants(r.Context(), p)
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, nonNil(ps))
-		return nil
-	}
+	return list(func(r *http.Request, p exchange.Principal) ([]ledger.Participant, error) {
+		return s.ex.Participants(r.Context(), p)
+	})
 }
 
 func (s *Server) handleParticipant() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		x, err := s.ex.Participant(r.Context(), p, ledger.ParticipantID(mux.Vars(r)["id"]))
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, x)
-		return nil
-	}
+	return reply(http.StatusOK, func(r *http.Request, p exchange.Principal) (ledger.Participant, error) {
+		return s.ex.Participant(r.Context(), p, ledger.ParticipantID(mux.Vars(r)["id"]))
+	})
 }
 
 func (s *Server) handleRegister() handler {
@@ -97,63 +125,27 @@ func (s *Server) handleRegister() handler {
 		Name      string               `json:"name"`
 		PublicKey []byte               `json:"publicKey"`
 	}
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		req, err := decode[request](r)
-		if err != nil {
-			return err
-		}
-		op, err := s.signer(p)
-		if err != nil {
-			return err
-		}
-		x, err := s.ex.Register(r.Context(), op, ledger.Participant{ID: req.ID, Role: req.Role, Name: req.Name, PublicKey: req.PublicKey})
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusCreated, x)
-		return nil
-	}
+	return signed(s, http.StatusCreated, func(r *http.Request, op ledger.Signer, req request) (ledger.Participant, error) {
+		return s.ex.Register(r.Context(), op, ledger.Participant{ID: req.ID, Role: req.Role, Name: req.Name, PublicKey: req.PublicKey})
+	})
 }
 
 func (s *Server) handleRequests() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		rs, err := s.ex.Requests(r.Context(), p)
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, nonNil(rs))
-		return nil
-	}
+	return list(func(r *http.Request, p exchange.Principal) ([]ledger.Request, error) {
+		return s.ex.Requests(r.Context(), p)
+	})
 }
 
 func (s *Server) handleRequest() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		req, err := s.ex.Request(r.Context(), p, requestID(r))
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, req)
-		return nil
-	}
+	return reply(http.StatusOK, func(r *http.Request, p exchange.Principal) (ledger.Request, error) {
+		return s.ex.Request(r.Context(), p, requestID(r))
+	})
 }
 
 func (s *Server) handlePostRequest() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		d, err := decode[ledger.RequestDraft](r)
-		if err != nil {
-			return err
-		}
-		sg, err := s.signer(p)
-		if err != nil {
-			return err
-		}
-		req, err := s.ex.PostRequest(r.Context(), sg, d)
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusCreated, req)
-		return nil
-	}
+	return signed(s, http.StatusCreated, func(r *http.Request, sg ledger.Signer, d ledger.RequestDraft) (ledger.Request, error) {
+		return s.ex.PostRequest(r.Context(), sg, d)
+	})
 }
 
 func (s *Server) handleApprove() handler {
@@ -200,41 +192,30 @@ func (s *Server) handleDecision(d decision) handler {
 	type request struct {
 		Reason string `json:"reason"`
 	}
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
+	return reply(http.StatusOK, func(r *http.Request, p exchange.Principal) (ledger.Request, error) {
 		var req request
 		if _, err := decodeOptional(r, &req); err != nil {
-			return err
+			return ledger.Request{}, err
 		}
 		sg, err := s.signer(p)
 		if err != nil {
-			return err
+			return ledger.Request{}, err
 		}
-		var out ledger.Request
 		switch d {
 		case decisionReject:
-			out, err = s.ex.Reject(r.Context(), sg, requestID(r), req.Reason)
+			return s.ex.Reject(r.Context(), sg, requestID(r), req.Reason)
 		case decisionHalt:
-			out, err = s.ex.Halt(r.Context(), sg, requestID(r), req.Reason)
+			return s.ex.Halt(r.Context(), sg, requestID(r), req.Reason)
 		default:
-			out, err = s.ex.Close(r.Context(), sg, requestID(r), req.Reason)
+			return s.ex.Close(r.Context(), sg, requestID(r), req.Reason)
 		}
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, out)
-		return nil
-	}
+	})
 }
 
 func (s *Server) handleQueryRecords() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		qs, err := s.ex.QueryRecords(r.Context(), p, requestID(r))
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, nonNil(qs))
-		return nil
-	}
+	return list(func(r *http.Request, p exchange.Principal) ([]ledger.QueryRecord, error) {
+		return s.ex.QueryRecords(r.Context(), p, requestID(r))
+	})
 }
 
 // queryResponse is a released result: a ciphertext only the sponsor's key
@@ -282,36 +263,18 @@ func (s *Server) handleNotebookRun() handler {
 		NotebookHash string                `json:"notebookHash"`
 		Cells        []ledger.NotebookCell `json:"cells"`
 	}
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		req, err := decode[request](r)
-		if err != nil {
-			return err
-		}
-		sg, err := s.signer(p)
-		if err != nil {
-			return err
-		}
-		run, err := s.ex.RecordNotebook(r.Context(), sg, ledger.NotebookRunDraft{Request: requestID(r), NotebookHash: req.NotebookHash, Cells: req.Cells})
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusCreated, run)
-		return nil
-	}
+	return signed(s, http.StatusCreated, func(r *http.Request, sg ledger.Signer, req request) (ledger.NotebookRun, error) {
+		return s.ex.RecordNotebook(r.Context(), sg, ledger.NotebookRunDraft{Request: requestID(r), NotebookHash: req.NotebookHash, Cells: req.Cells})
+	})
 }
 
 // handleGetNotebookRun returns a recorded notebook run, for verifying a
 // report against the ledger: boards and the operator see every run, a
 // sponsor its own.
 func (s *Server) handleGetNotebookRun() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		run, err := s.ex.NotebookRun(r.Context(), p, ledger.NotebookRunID(mux.Vars(r)["id"]))
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, run)
-		return nil
-	}
+	return reply(http.StatusOK, func(r *http.Request, p exchange.Principal) (ledger.NotebookRun, error) {
+		return s.ex.NotebookRun(r.Context(), p, ledger.NotebookRunID(mux.Vars(r)["id"]))
+	})
 }
 
 // handleCertificate is step one of accepting on the patient's own device:
@@ -356,34 +319,45 @@ type signedAction struct {
 	Action *ledger.Action `json:"action"`
 }
 
-func (s *Server) handleAccept() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
+type patientAct int
+
+const (
+	actAccept patientAct = iota // POST /v1/requests/{id}/accept: 201 and the licence
+	actRevoke                   // POST /v1/licences/{id}/revoke: 200 and the licence
+)
+
+// handlePatientAction serves accept and revoke, each signed either on the
+// patient's device (an action in the body) or by the custodial keystore.
+func (s *Server) handlePatientAction(act patientAct) handler {
+	status := http.StatusCreated
+	if act == actRevoke {
+		status = http.StatusOK
+	}
+	return reply(status, func(r *http.Request, p exchange.Principal) (ledger.Licence, error) {
 		var req signedAction
 		if _, err := decodeOptional(r, &req); err != nil {
-			return err
+			return ledger.Licence{}, err
 		}
-		var lic ledger.Licence
+		ctx, id := r.Context(), mux.Vars(r)["id"]
 		if req.Action != nil {
-			var err error
-			if lic, err = s.ex.SubmitAccept(r.Context(), p, requestID(r), *req.Action); err != nil {
-				return err
+			if act == actAccept {
+				return s.ex.SubmitAccept(ctx, p, ledger.RequestID(id), *req.Action)
 			}
-		} else {
-			c, rec, err := p.PatientRef()
-			if err != nil {
-				return err
-			}
-			wallet, err := s.o.Keystore.Patient(c, rec)
-			if err != nil {
-				return err
-			}
-			if lic, err = s.ex.AcceptFor(r.Context(), p, wallet, requestID(r)); err != nil {
-				return err
-			}
+			return s.ex.SubmitRevoke(ctx, p, ledger.LicenceID(id), *req.Action)
 		}
-		encode(w, http.StatusCreated, lic)
-		return nil
-	}
+		c, rec, err := p.PatientRef()
+		if err != nil {
+			return ledger.Licence{}, err
+		}
+		wallet, err := s.o.Keystore.Patient(c, rec)
+		if err != nil {
+			return ledger.Licence{}, err
+		}
+		if act == actAccept {
+			return s.ex.AcceptFor(ctx, p, wallet, ledger.RequestID(id))
+		}
+		return s.ex.RevokeFor(ctx, p, wallet, ledger.LicenceID(id))
+	})
 }
 
 func (s *Server) handleDecline() handler {
@@ -416,81 +390,33 @@ func (s *Server) handleOffers() handler {
 }
 
 func (s *Server) handleLicences() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
+	return list(func(r *http.Request, p exchange.Principal) ([]ledger.Licence, error) {
 		v, err := s.ex.History(r.Context(), p)
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, nonNil(v.Licences))
-		return nil
-	}
+		return v.Licences, err
+	})
 }
 
 func (s *Server) handleAccesses() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
+	return list(func(r *http.Request, p exchange.Principal) ([]ledger.QueryRecord, error) {
 		v, err := s.ex.History(r.Context(), p)
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, nonNil(v.Accesses))
-		return nil
-	}
-}
-
-func (s *Server) handleRevoke() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		var req signedAction
-		if _, err := decodeOptional(r, &req); err != nil {
-			return err
-		}
-		id := ledger.LicenceID(mux.Vars(r)["id"])
-		var lic ledger.Licence
-		if req.Action != nil {
-			var err error
-			if lic, err = s.ex.SubmitRevoke(r.Context(), p, id, *req.Action); err != nil {
-				return err
-			}
-		} else {
-			c, rec, err := p.PatientRef()
-			if err != nil {
-				return err
-			}
-			wallet, err := s.o.Keystore.Patient(c, rec)
-			if err != nil {
-				return err
-			}
-			if lic, err = s.ex.RevokeFor(r.Context(), p, wallet, id); err != nil {
-				return err
-			}
-		}
-		encode(w, http.StatusOK, lic)
-		return nil
-	}
+		return v.Accesses, err
+	})
 }
 
 func (s *Server) handleBalance() handler {
 	type response struct {
 		Balance ledger.Amount `json:"balance"`
 	}
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
+	return reply(http.StatusOK, func(r *http.Request, p exchange.Principal) (response, error) {
 		b, err := s.ex.Balance(r.Context(), p)
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, response{b})
-		return nil
-	}
+		return response{b}, err
+	})
 }
 
 func (s *Server) handleSupply() handler {
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		t, err := s.ex.Tokens(r.Context())
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, t)
-		return nil
-	}
+	return reply(http.StatusOK, func(r *http.Request, _ exchange.Principal) (ledger.TokenSummary, error) {
+		return s.ex.Tokens(r.Context())
+	})
 }
 
 func (s *Server) handleMint() handler {
@@ -502,22 +428,10 @@ func (s *Server) handleMint() handler {
 		To      ledger.ParticipantID `json:"to"`
 		Balance ledger.Amount        `json:"balance"`
 	}
-	return func(w http.ResponseWriter, r *http.Request, p exchange.Principal) error {
-		req, err := decode[request](r)
-		if err != nil {
-			return err
-		}
-		op, err := s.signer(p)
-		if err != nil {
-			return err
-		}
+	return signed(s, http.StatusOK, func(r *http.Request, op ledger.Signer, req request) (response, error) {
 		bal, err := s.ex.Mint(r.Context(), op, req.To, req.Amount)
-		if err != nil {
-			return err
-		}
-		encode(w, http.StatusOK, response{req.To, bal})
-		return nil
-	}
+		return response{req.To, bal}, err
+	})
 }
 
 func (s *Server) handleTrail() handler {

@@ -384,6 +384,55 @@ async function validateCriteria() {
   return false;
 }
 
+// feasibilityAnswer is a released feasibility count as the API gives it,
+// "about N" or "fewer than T" patients, with the disclosure control that
+// was applied to it.
+function feasibilityAnswer(f) {
+  const what = f.belowThreshold ? 'Fewer than ' + f.threshold + ' patients' : 'About ' + f.count + ' patients';
+  return h('div', { 'data-feasibility': f.record.id },
+    h('p', {}, h('strong', { 'data-count': f.belowThreshold ? 'below ' + f.threshold : f.count }, what), ' meet ', h('code', {}, f.criteria)),
+    dl([
+      ['Noise', f.mechanism === 'none' ? 'none (turned off on this exchange)' : f.mechanism + ', scale ' + Number(f.noiseScale).toPrecision(3)],
+      ['Withheld under', f.threshold + ' patients'],
+      ['Rounding', f.rounding > 1 ? 'to a multiple of ' + f.rounding : 'none'],
+      ['ε spent', f.cached ? '0 (the same criteria were answered before, in ' + f.record.cachedFrom + ')' : Number(f.epsilonSpent).toFixed(2)],
+      ['Allowance left', 'ε ' + Number(f.epsilonLeft).toFixed(2) + ', ' + f.asksLeft + (f.asksLeft === 1 ? ' ask' : ' asks')],
+      ['Ledger record', h('span', { class: 'mono' }, f.record.id)],
+    ]));
+}
+
+let feasibilityBusy = false;
+
+// askFeasibility asks, before posting, how many patients meet the typed
+// criteria. Criteria that do not validate are not asked (nothing is spent);
+// the validation error shows by the field and here.
+async function askFeasibility() {
+  if (feasibilityBusy) return;
+  const out = $('#feasibility-answer');
+  const field = $('#rq-criteria');
+  if (!field.value.trim()) {
+    setContent(out, h('p', { class: 'error' }, 'Type the inclusion criteria first.'));
+    return field.focus();
+  }
+  feasibilityBusy = true;
+  out.setAttribute('aria-busy', 'true');
+  try {
+    clearTimeout(validateTimer);
+    const valid = await validateCriteria();
+    if (valid !== true) {
+      setContent(out, h('p', { class: 'error' }, 'Not asked, nothing spent: ' + ($('#criteria-check').textContent || 'the criteria did not validate')));
+      return field.focus();
+    }
+    setContent(out, h('p', {}, 'Counting across the custodians…'));
+    const r = await api('POST', '/v1/feasibility', { criteria: field.value });
+    if (!r.ok) return setContent(out, h('p', { class: 'error' }, 'Feasibility not answered: ' + problemText(r.data)));
+    setContent(out, feasibilityAnswer(r.data));
+  } finally {
+    feasibilityBusy = false;
+    out.removeAttribute('aria-busy');
+  }
+}
+
 async function postRequest(ev) {
   ev.preventDefault();
   const d = draftFromForm();
@@ -414,10 +463,15 @@ async function loadSponsorRequests() {
   setContent(box, table('Your requests', ['Id', 'Title', 'Status', { label: 'Licences', num: true }, { label: 'Escrow', num: true }, 'Limits', 'Actions'], rows, 'You have posted no request.'));
 }
 
+// feasibility lists the counts released for a request's criteria and
+// states the latest in words.
 async function feasibility(q, button) {
   const r = await api('GET', '/v1/requests/' + encodeURIComponent(q.id) + '/feasibility');
-  const text = r.ok ? 'Feasibility of ' + q.id + ': ' + JSON.stringify(r.data) : 'Feasibility of ' + q.id + ': ' + problemText(r.data);
-  flash(text);
+  let text;
+  if (!r.ok) text = problemText(r.data);
+  else if (!r.data.length) text = 'no count has been asked for these criteria.';
+  else text = r.data.length + (r.data.length === 1 ? ' count' : ' counts') + ' released; the latest: ' + r.data[r.data.length - 1].answer + '.';
+  flash('Feasibility of ' + q.id + ': ' + text);
   if (button) button.focus();
 }
 
@@ -577,7 +631,8 @@ const noticeWords = {
   request_halted: 'A study was halted', request_closed: 'A request was closed', request_expired: 'A request expired',
   licence_granted: 'A licence was granted', licence_revoked: 'A licence was revoked', query_authorized: 'A query was authorised',
   query_completed: 'A query completed', notebook_recorded: 'A notebook run was recorded', dataset_registered: 'A dataset was registered',
-  participant_registered: 'A participant was registered',
+  participant_registered: 'A participant was registered', feasibility_asked: 'A feasibility count was asked',
+  feasibility_released: 'A feasibility count was released',
 };
 
 async function listen() {
@@ -636,6 +691,8 @@ document.addEventListener('DOMContentLoaded', () => {
   const pf = $('#post-form');
   pf.addEventListener('submit', postRequest);
   pf.addEventListener('input', validateSoon);
+  $('#feasibility-check').addEventListener('click', askFeasibility);
+  $('#rq-criteria').addEventListener('input', () => setContent($('#feasibility-answer'))); // an answer is for the criteria asked
   $('#custodial-key').addEventListener('click', chooseCustodialKey);
   $('#query-form').addEventListener('submit', runQuery);
   $('#trail-form').addEventListener('submit', loadTrail);
