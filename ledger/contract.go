@@ -215,6 +215,12 @@ func (Contract) InvokePrepared(tx TxContext, st State, p *Prepared) (result []by
 	// The nonce is the last write, so a failed call never consumes it.
 	c.put(key(pNonce, string(c.act.Actor), c.act.Nonce), []byte(tx.TxID))
 	for _, w := range c.writes {
+		if w.del {
+			if err := st.Delete(w.key); err != nil {
+				return nil, nil, fmt.Errorf("%s: delete %s: %w", p.fn, w.key, err)
+			}
+			continue
+		}
 		if err := st.Put(w.key, w.value); err != nil {
 			return nil, nil, fmt.Errorf("%s: write %s: %w", p.fn, w.key, err)
 		}
@@ -280,9 +286,12 @@ type call struct {
 type write struct {
 	key   string
 	value []byte
+	del   bool // delete key (value unused)
 }
 
-func (c *call) put(k string, v []byte) { c.writes = append(c.writes, write{k, v}) }
+func (c *call) put(k string, v []byte) { c.writes = append(c.writes, write{key: k, value: v}) }
+
+func (c *call) del(k string) { c.writes = append(c.writes, write{key: k, del: true}) }
 
 func (c *call) putJSON(k string, v any) error {
 	b, err := json.Marshal(v)

@@ -9,8 +9,9 @@ import (
 
 // acceptOffer registers a new per-study pseudonym, certified by its
 // custodian, grants it a licence on an open request and pays it the reward
-// out of the request's escrow. The action's signature was checked against
-// the pseudonym key in the payload by authenticate.
+// out of one of the request's escrow places (takePlace). The action's
+// signature was checked against the pseudonym key in the payload by
+// authenticate.
 func (c *call) acceptOffer() ([]byte, *Event, error) {
 	a := *c.acceptance // decoded and checked by authenticate
 	pn := c.act.Actor
@@ -37,11 +38,10 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 		return nil, nil, fmt.Errorf("accept %s: signed terms (scope %v, %ds, reward %d) differ from the request's (scope %v, %ds, reward %d): %w",
 			r.ID, t.Scope, t.LicenceSeconds, t.Reward, r.Scope, r.LicenceSeconds, r.RewardPerPatient, ErrInvalid)
 	}
-	if r.Participants >= r.MaxParticipants {
-		return nil, nil, fmt.Errorf("accept %s: all %d places taken: %w", r.ID, r.MaxParticipants, ErrState)
-	}
-	if r.Escrow < r.RewardPerPatient {
-		return nil, nil, fmt.Errorf("accept %s: escrow %d below reward %d: %w", r.ID, r.Escrow, r.RewardPerPatient, ErrFunds)
+	// The reward comes out of one of the request's escrow places; the
+	// request record is read, not written.
+	if err := c.takePlace(r, pn); err != nil {
+		return nil, nil, err
 	}
 	bal, err := getBalance(c.st, pn)
 	if err != nil {
@@ -63,8 +63,6 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 		Granted:   c.ts,
 		Expires:   c.ts.Add(time.Duration(r.LicenceSeconds) * time.Second),
 	}
-	r.Escrow -= r.RewardPerPatient
-	r.Participants++
 	if err := c.putJSON(key(pParticipant, string(pn)), part); err != nil {
 		return nil, nil, err
 	}
@@ -76,9 +74,6 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 	c.put(key(pLicenceIndex, string(id)), []byte(r.ID))
 	c.put(key(pPatientLic, string(pn), string(id)), []byte(r.ID))
 	c.putAmount(key(pBalance, string(pn)), bal+r.RewardPerPatient)
-	if err := c.putJSON(key(pRequest, string(r.ID)), r); err != nil {
-		return nil, nil, err
-	}
 	return withEvent(lb, EventLicenceGranted, EventPayload{
 		Request: r.ID, Sponsor: r.Sponsor, Licence: id, Patient: pn, Custodian: lic.Custodian, Amount: lic.Reward,
 	})

@@ -22,7 +22,7 @@ func (Contract) Query(tx TxContext, st State, fn string, args [][]byte) ([]byte,
 	case FnGetRequest:
 		v, err = r.request()
 	case FnListRequests:
-		v, err = r.list(pRequest, func(st State, p string) (any, error) { return rangeJSON[Request](st, p) })
+		v, err = r.list(pRequest, func(st State, _ string) (any, error) { return listRequests(st) })
 	case FnGetLicence:
 		v, err = r.licence()
 	case FnListLicences:
@@ -105,7 +105,7 @@ func (r reader) request() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return getRequest(r.st, RequestID(id))
+	return loadRequest(r.st, RequestID(id))
 }
 
 func (r reader) licence() (any, error) {
@@ -208,12 +208,15 @@ func Tokens(st State) (TokenSummary, error) {
 	if err != nil {
 		return s, fmt.Errorf("sum balances: %w", err)
 	}
-	reqs, err := rangeJSON[Request](st, pRequest)
+	// Escrow is in the places of pending and open requests (a decided
+	// request's record keeps none).
+	err = st.Range(pPlace, prefixEnd(pPlace), func(k string, v []byte) (bool, error) {
+		a, err := parseAmount(k, v)
+		s.Escrow += a
+		return err == nil, err
+	})
 	if err != nil {
-		return s, err
-	}
-	for _, r := range reqs {
-		s.Escrow += r.Escrow
+		return s, fmt.Errorf("sum escrow places: %w", err)
 	}
 	return s, nil
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // postRequest records a sponsor's cohort request and moves its budget
-// (reward x max participants) from the sponsor's balance into escrow.
+// (reward x max participants) from the sponsor's balance into escrow: its
+// places (EscrowPlaces keys, placeAmounts).
 func (c *call) postRequest() ([]byte, *Event, error) {
 	if err := c.requireRole(RoleSponsor); err != nil {
 		return nil, nil, err
@@ -46,6 +47,9 @@ func (c *call) postRequest() ([]byte, *Event, error) {
 	c.putAmount(key(pBalance, string(c.actor.ID)), bal-budget)
 	if err := c.putJSON(key(pRequest, string(id)), r); err != nil {
 		return nil, nil, err
+	}
+	for i, a := range placeAmounts(d.RewardPerPatient, d.MaxParticipants) {
+		c.putAmount(placeKey(id, i), a)
 	}
 	return encodeResult(r, EventRequestPosted, EventPayload{Request: id, Sponsor: r.Sponsor, Amount: budget, Status: string(r.Status)})
 }
@@ -117,6 +121,8 @@ func (c *call) approveRequest() ([]byte, *Event, error) {
 	if err := c.putJSON(key(pRequest, string(r.ID)), r); err != nil {
 		return nil, nil, err
 	}
+	// Nothing consumes a place of a pending request, so the record's
+	// escrow (the budget) and participants (none) are still exact.
 	return encodeResult(r, EventRequestApproved, EventPayload{Request: r.ID, Sponsor: r.Sponsor, Epsilon: a.EpsilonBudget, Status: string(r.Status)})
 }
 
@@ -163,7 +169,8 @@ func (c *call) beforeDeadline(r Request, verb string) error {
 }
 
 // decide moves a request from one of the from states to `to`, records the
-// decision and refunds the escrow left to the sponsor.
+// decision and refunds the escrow left in its places to the sponsor; the
+// record then keeps the final participants and no escrow.
 func (c *call) decide(verb string, to RequestStatus, evName string, from ...RequestStatus) ([]byte, *Event, error) {
 	var d DecisionArgs
 	if err := c.payload(&d); err != nil {
@@ -188,7 +195,15 @@ func (c *call) decide(verb string, to RequestStatus, evName string, from ...Requ
 		}
 		return nil, nil, fmt.Errorf("expire %s: deadline %s not reached: %w", r.ID, r.RecruitUntil.Format(time.RFC3339), ErrState)
 	}
-	refund := r.Escrow
+	// The unspent escrow is whatever the places still hold: a range over
+	// them (phantom-safe on Fabric) that also fixes the participants.
+	refund, places, err := placesHeld(c.st, r.ID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", verb, r.ID, err)
+	}
+	if err := fillEscrow(&r, refund); err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", verb, r.ID, err)
+	}
 	bal, err := getBalance(c.st, r.Sponsor)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s %s: %w", verb, r.ID, err)
@@ -198,6 +213,9 @@ func (c *call) decide(verb string, to RequestStatus, evName string, from ...Requ
 	r.Decision = &Decision{By: c.actor.ID, At: c.ts, Reason: d.Reason}
 	if refund > 0 {
 		c.putAmount(key(pBalance, string(r.Sponsor)), bal+refund)
+	}
+	for _, k := range places {
+		c.del(k)
 	}
 	if err := c.putJSON(key(pRequest, string(r.ID)), r); err != nil {
 		return nil, nil, err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,10 +20,20 @@ import (
 type recState struct {
 	*ledger.MemState
 	writes int
+	keys   []string // written or deleted by the last call
 }
 
-func (r *recState) Put(k string, v []byte) error { r.writes++; return r.MemState.Put(k, v) }
-func (r *recState) Delete(k string) error        { r.writes++; return r.MemState.Delete(k) }
+func (r *recState) Put(k string, v []byte) error {
+	r.writes++
+	r.keys = append(r.keys, k)
+	return r.MemState.Put(k, v)
+}
+
+func (r *recState) Delete(k string) error {
+	r.writes++
+	r.keys = append(r.keys, k)
+	return r.MemState.Delete(k)
+}
 
 // world drives the contract directly over a MemState with random
 // operations, valid and not.
@@ -90,7 +101,7 @@ func (w *world) invoke(kind string, fn string, arg []byte) ([]byte, error) {
 	w.step++
 	sum := sha256.Sum256(fmt.Appendf(nil, "tx/%d/%d", w.seed, w.step))
 	tx := ledger.TxContext{TxID: hex.EncodeToString(sum[:]), Timestamp: w.now, Submitter: "test"}
-	w.st.writes = 0
+	w.st.writes, w.st.keys = 0, nil
 	res, _, err := ledger.Contract{}.Invoke(tx, w.st, fn, [][]byte{arg})
 	if err != nil {
 		w.failed[kind]++
@@ -103,6 +114,9 @@ func (w *world) invoke(kind string, fn string, arg []byte) ([]byte, error) {
 	} else {
 		w.ok[kind]++
 		w.lastAction = arg
+		if fn == ledger.FnAcceptOffer {
+			w.checkAcceptWrites()
+		}
 	}
 	if !w.quick {
 		w.checkInvariants()
@@ -139,8 +153,27 @@ func (w *world) query(fn string, args ...any) []byte {
 	return res
 }
 
+// checkAcceptWrites: an acceptance leaves the request record alone and
+// consumes exactly one escrow place.
+func (w *world) checkAcceptWrites() {
+	places := 0
+	for _, k := range w.st.keys {
+		switch {
+		case strings.HasPrefix(k, "req/"):
+			w.t.Fatalf("step %d: acceptance wrote the request %s", w.step, k)
+		case strings.HasPrefix(k, "place/"):
+			places++
+		}
+	}
+	if places != 1 {
+		w.t.Fatalf("step %d: acceptance wrote %d escrow places (%v), want 1", w.step, places, w.st.keys)
+	}
+}
+
 // checkInvariants: supply == balances + escrows, no negative balance or
-// escrow, and an active request's escrow pays exactly its places left.
+// escrow, an active request's escrow pays exactly its places left, and
+// its escrow places each hold a positive multiple of its reward (a
+// decided request has none).
 func (w *world) checkInvariants() {
 	s, err := ledger.Tokens(w.st.MemState)
 	if err != nil {
@@ -161,8 +194,29 @@ func (w *world) checkInvariants() {
 	}
 	var rs []ledger.Request
 	_ = json.Unmarshal(w.query(ledger.FnListRequests), &rs)
+	reward := map[ledger.RequestID]ledger.Amount{}
+	for _, r := range rs {
+		reward[r.ID] = r.RewardPerPatient
+	}
+	// Escrow places live under "place/<request>/<index>" as decimal text.
+	held := map[ledger.RequestID]ledger.Amount{}
+	err = w.st.MemState.Range("place/", "place0", func(k string, v []byte) (bool, error) {
+		req := ledger.RequestID(strings.Split(k, "/")[1])
+		a, err := strconv.ParseInt(string(v), 10, 64)
+		if rw := reward[req]; err != nil || a <= 0 || rw <= 0 || ledger.Amount(a)%rw != 0 {
+			return false, fmt.Errorf("escrow place %s = %q (reward %d)", k, v, rw)
+		}
+		held[req] += ledger.Amount(a)
+		return true, nil
+	})
+	if err != nil {
+		w.t.Fatalf("step %d: %v", w.step, err)
+	}
 	var esc ledger.Amount
 	for _, r := range rs {
+		if held[r.ID] != r.Escrow {
+			w.t.Fatalf("step %d: request %s (%s) escrow %d, its places hold %d", w.step, r.ID, r.Status, r.Escrow, held[r.ID])
+		}
 		want := ledger.Amount(0)
 		if r.Status == ledger.StatusPending || r.Status == ledger.StatusOpen {
 			want = r.RewardPerPatient * ledger.Amount(r.MaxParticipants-r.Participants)
@@ -257,6 +311,9 @@ func (w *world) randomStep() {
 		d := ledger.RequestDraft{
 			Title: "t", Purpose: "p", Criteria: "c", Scope: []string{"labs", "vitals"},
 			RewardPerPatient: ledger.Amount(w.rng.IntN(60)), MaxParticipants: int64(w.rng.IntN(12)), LicenceSeconds: int64(w.rng.IntN(20)) * 86400,
+		}
+		if d.MaxParticipants == 11 {
+			d.MaxParticipants = 300 // more places than escrow place keys
 		}
 		if w.chance(0.1) {
 			d.Scope = []string{"labs", "labs"}

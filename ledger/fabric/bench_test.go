@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,4 +106,85 @@ func benchSetup(b *testing.B, c *ledger.Client) [][2]ledger.Signer {
 		}
 	}
 	return pairs
+}
+
+// BenchmarkAcceptOffer submits b.N acceptances of one study from
+// benchWorkers concurrent clients through fabric-gateway on fabrictest and
+// reports acceptances per second and the read conflicts (each one a
+// retried transaction) per acceptance: with the escrow in per-place keys,
+// acceptances of one study meet on a key only when their places do.
+//
+//	go test ./ledger/fabric -run '^$' -bench AcceptOffer -benchtime 2000x
+func BenchmarkAcceptOffer(b *testing.B) {
+	ctx := context.Background()
+	n := startNetwork(b, fabrictest.Options{Logf: func(string, ...any) {}})
+	l := open(b, n, config(b, n, n.User), nil)
+	c := ledger.NewClient(l)
+	op, sponsor, board, cust := signer("operator"), signer("acme-pharma"), signer("board"), signer("st-marys")
+	if err := c.Bootstrap(ctx, op, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range []struct {
+		s    ledger.Signer
+		role ledger.Role
+	}{{sponsor, ledger.RoleSponsor}, {board, ledger.RoleEthicsBoard}, {cust, ledger.RoleCustodian}} {
+		if err := c.RegisterParticipant(ctx, op, ledger.Participant{ID: p.s.ID, Role: p.role, PublicKey: p.s.Public()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := c.Mint(ctx, op, sponsor.ID, ledger.Amount(b.N)); err != nil {
+		b.Fatal(err)
+	}
+	r, err := c.PostRequest(ctx, sponsor, ledger.RequestDraft{Title: "Bench", Purpose: "throughput", Criteria: "age > 18",
+		Scope: []string{"labs"}, RewardPerPatient: 1, MaxParticipants: int64(b.N), LicenceSeconds: 3600})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if r, err = c.ApproveRequest(ctx, board, r.ID, ledger.ApprovalTerms{MinCell: 1, EpsilonBudget: 1}); err != nil {
+		b.Fatal(err)
+	}
+	args := make([][]byte, b.N)
+	for i := range args {
+		seed := sha256.Sum256(fmt.Appendf(nil, "medx/bench/pseudonym/%d", i))
+		k := ed25519.NewKeyFromSeed(seed[:])
+		pn := ledger.Signer{ID: ledger.PseudonymID(k.Public().(ed25519.PublicKey)), Key: k}
+		a, err := pn.Sign(ledger.FnAcceptOffer, ledger.Acceptance{
+			Terms:     ledger.LicenceTerms{Request: r.ID, Scope: r.Scope, LicenceSeconds: r.LicenceSeconds, Reward: r.RewardPerPatient},
+			PublicKey: pn.Public(), Certificate: cust.Certify(r.ID, pn.Public()),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if args[i], err = json.Marshal(a); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var conflicts atomic.Int64
+	var next atomic.Int64
+	errs := make(chan error, benchWorkers)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range benchWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < b.N; i = int(next.Add(1)) - 1 {
+				rc, err := l.SubmitTx(ctx, ledger.FnAcceptOffer, args[i])
+				if err != nil {
+					errs <- err
+					return
+				}
+				conflicts.Add(int64(len(rc.Conflicts)))
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "accepts/s")
+	b.ReportMetric(float64(conflicts.Load())/float64(b.N), "conflicts/accept")
 }
