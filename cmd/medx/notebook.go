@@ -40,6 +40,9 @@ func runNotebook(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return runNotebookVerify(ctx, args[1:], stdout, stderr)
 	case "demo-study":
 		return runNotebookDemoStudy(ctx, args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stderr, notebookUsage)
+		return fmt.Errorf("%w: medx notebook run|verify|demo-study (each has -h)", errUsage)
 	}
 	fmt.Fprintln(stderr, notebookUsage)
 	return fmt.Errorf("%w: unknown notebook command %q", errUsage, args[0])
