@@ -32,6 +32,18 @@ func (m *MemState) Get(key string) ([]byte, error) {
 	return bytes.Clone(v), nil
 }
 
+// Lookup returns a copy of the value at key and whether key is present
+// (Get cannot tell an absent key from a nil value). It only reads the
+// state, so it may run alongside other reads; unlike Range, which may
+// first sort the keys.
+func (m *MemState) Lookup(key string) ([]byte, bool) {
+	v, ok := m.vals[key]
+	if !ok {
+		return nil, false
+	}
+	return bytes.Clone(v), true
+}
+
 // Put stores a copy of value at key.
 func (m *MemState) Put(key string, value []byte) error {
 	if _, ok := m.vals[key]; !ok {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"time"
 
 	"github.com/medx/medx/ledger"
@@ -101,49 +102,66 @@ func (b *Block) sign(key ed25519.PrivateKey) error {
 	return nil
 }
 
-// txLeaf hashes one transaction: id, function, arguments, result, event.
-func txLeaf(t Tx) [sha256.Size]byte {
-	buf := []byte{0x00}
-	buf = append(buf, "medx/tx/v1"...)
-	buf = appendBytes(buf, []byte(t.ID))
-	buf = appendBytes(buf, []byte(t.Fn))
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(t.Args)))
+// txLeaf hashes one transaction: id, function, arguments, result, event,
+// each length-prefixed. h is a SHA-256 state to reuse; it is reset.
+func txLeaf(h hash.Hash, t Tx) [sha256.Size]byte {
+	h.Reset()
+	h.Write([]byte{0x00})
+	h.Write([]byte("medx/tx/v1"))
+	writeBytes(h, []byte(t.ID))
+	writeBytes(h, []byte(t.Fn))
+	writeUint32(h, uint32(len(t.Args)))
 	for _, a := range t.Args {
-		buf = appendBytes(buf, a)
+		writeBytes(h, a)
 	}
-	buf = appendBytes(buf, t.Result)
+	writeBytes(h, t.Result)
 	if t.Event != nil {
-		buf = append(buf, 1)
-		buf = appendBytes(buf, []byte(t.Event.Name))
-		buf = appendBytes(buf, t.Event.Payload)
+		h.Write([]byte{1})
+		writeBytes(h, []byte(t.Event.Name))
+		writeBytes(h, t.Event.Payload)
 	} else {
-		buf = append(buf, 0)
+		h.Write([]byte{0})
 	}
-	return sha256.Sum256(buf)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// writeBytes writes b length-prefixed, as appendBytes encodes it.
+func writeBytes(h hash.Hash, b []byte) {
+	writeUint32(h, uint32(len(b)))
+	h.Write(b)
+}
+
+func writeUint32(h hash.Hash, n uint32) {
+	var l [4]byte
+	binary.BigEndian.PutUint32(l[:], n)
+	h.Write(l[:])
 }
 
 // txRoot is the hex Merkle root over the transactions' leaf hashes; an odd
 // node is carried up unchanged.
 func txRoot(txs []Tx) string {
-	level := make([][sha256.Size]byte, len(txs))
-	for i, t := range txs {
-		level[i] = txLeaf(t)
-	}
-	if len(level) == 0 {
+	if len(txs) == 0 {
 		return genesisPrev
 	}
+	h := sha256.New()
+	level := make([][sha256.Size]byte, len(txs))
+	for i, t := range txs {
+		level[i] = txLeaf(h, t)
+	}
+	var buf [1 + 2*sha256.Size]byte
+	buf[0] = 0x01
 	for len(level) > 1 {
-		var next [][sha256.Size]byte
+		next := level[:0]
 		for i := 0; i < len(level); i += 2 {
 			if i+1 == len(level) {
 				next = append(next, level[i])
 				continue
 			}
-			buf := make([]byte, 0, 1+2*sha256.Size)
-			buf = append(buf, 0x01)
-			buf = append(buf, level[i][:]...)
-			buf = append(buf, level[i+1][:]...)
-			next = append(next, sha256.Sum256(buf))
+			copy(buf[1:], level[i][:])
+			copy(buf[1+sha256.Size:], level[i+1][:])
+			next = append(next, sha256.Sum256(buf[:]))
 		}
 		level = next
 	}
