@@ -264,7 +264,7 @@ func (a *auditor) checkMeta(tx *bolt.Tx) {
 	_ = meta.ForEach(func(k, v []byte) error {
 		switch string(k) {
 		case metaFormat:
-			if string(v) != formatV1 {
+			if string(v) != formatV2 {
 				a.problem(nil, "unknown ledger format %q", v)
 			}
 		case metaNodeKey:

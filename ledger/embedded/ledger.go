@@ -58,7 +58,7 @@ const (
 	bucketState  = "state"
 	metaNodeKey  = "nodeKey"
 	metaFormat   = "format"
-	formatV1     = "medx-embedded/v1"
+	formatV2     = "medx-embedded/v2" // binary blocks; v1 (JSON blocks) is refused
 )
 
 // headCheckDepth is how many of the last blocks Open verifies.
@@ -209,14 +209,14 @@ func (l *Ledger) init() error {
 			if k, _ := blocks.Cursor().First(); k != nil {
 				return fmt.Errorf("file has blocks but no node key: %w", ErrCorrupt)
 			}
-			if err := meta.Put([]byte(metaFormat), []byte(formatV1)); err != nil {
+			if err := meta.Put([]byte(metaFormat), []byte(formatV2)); err != nil {
 				return err
 			}
 			return meta.Put([]byte(metaNodeKey), l.pub)
 		case !bytesEqual(stored, l.pub):
 			return fmt.Errorf("ledger belongs to node key %s, not %s", hex.EncodeToString(stored), hex.EncodeToString(l.pub))
 		}
-		if f := meta.Get([]byte(metaFormat)); !bytesEqual(f, []byte(formatV1)) {
+		if f := meta.Get([]byte(metaFormat)); !bytesEqual(f, []byte(formatV2)) {
 			return fmt.Errorf("unknown ledger format %q", f)
 		}
 		return nil
