@@ -609,27 +609,27 @@ func (a *auditor) compareStored(bucket *bolt.Bucket) (bool, int) {
 	c := bucket.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		ks := string(k)
-		replayed, present := a.mem.Lookup(ks)
+		var val []byte
+		var err error
+		if a.mac != nil {
+			val, err = a.mac.check(ks, v)
+		} else if len(v) < macSize {
+			err = fmt.Errorf("state value at %q is shorter than its MAC", ks)
+		} else {
+			val = v[macSize:]
+		}
+		present, equal := a.mem.Holds(ks, val)
 		if !present {
 			a.problem(nil, "state key %q: stored but not produced by any transaction", k)
 			ok = false
 			continue
 		}
 		found++
-		var val []byte
-		var err error
-		if a.mac != nil {
-			val, err = a.mac.open(ks, v)
-		} else if len(v) < macSize {
-			err = fmt.Errorf("state value at %q is shorter than its MAC", ks)
-		} else {
-			val = v[macSize:]
-		}
 		switch {
 		case err != nil:
 			a.problem(a.blame(ks), "%v", err)
 			ok = false
-		case !bytes.Equal(val, replayed):
+		case !equal:
 			by := ""
 			if lw, ok := a.lastWriter(ks); ok {
 				by = fmt.Sprintf(" (last written by block %d tx %s)", lw.height, lw.tx)
