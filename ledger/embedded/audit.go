@@ -293,7 +293,7 @@ type item struct {
 	canonical bool
 	checkErr  error
 	hash      string
-	sigs      *ledger.SigCache
+	sigs      []verifiedSigs     // of b.Txs, verified ahead
 	preps     []*ledger.Prepared // of b.Txs
 }
 
@@ -447,7 +447,7 @@ func (a *auditor) prepare(it *item) {
 	}
 	it.checkErr = b.check(a.pub)
 	it.hash = b.Hash()
-	it.sigs = ledger.NewSigCache()
+	it.sigs = make([]verifiedSigs, len(b.Txs))
 	it.preps = make([]*ledger.Prepared, len(b.Txs))
 	for i, t := range b.Txs {
 		it.preps[i] = a.contract.Prepare(t.Fn, t.Args)
@@ -458,7 +458,7 @@ func (a *auditor) prepare(it *item) {
 		} else {
 			a.hint(t)
 		}
-		it.sigs.Preverify(sigs)
+		it.sigs[i] = verifyAhead(sigs)
 	}
 }
 
@@ -497,13 +497,13 @@ func (a *auditor) hint(t Tx) {
 
 // replay runs the transactions of the block at height h through the
 // contract, each over its own overlay, as the committer did.
-func (a *auditor) replay(b *Block, h uint64, sigs *ledger.SigCache, preps []*ledger.Prepared) {
+func (a *auditor) replay(b *Block, h uint64, sigs []verifiedSigs, preps []*ledger.Prepared) {
 	submitter := "embedded:" + hex.EncodeToString(b.NodeKey)
 	rec := &recorder{mem: a.mem}
 	for i, t := range b.Txs {
 		at := &txRef{height: h, tx: t.ID}
 		rec.keys, rec.err = rec.keys[:0], nil
-		tc := ledger.TxContext{TxID: t.ID, Timestamp: b.Time, Submitter: submitter, Sigs: sigs}
+		tc := ledger.TxContext{TxID: t.ID, Timestamp: b.Time, Submitter: submitter, Sigs: sigs[i]}
 		res, ev, err := a.invoke(tc, rec, preps[i])
 		if err == nil {
 			err = rec.err

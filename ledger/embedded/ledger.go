@@ -623,9 +623,14 @@ func (l *Ledger) write(bl *built) {
 
 // preverify verifies ahead the signatures an invocation will check.
 func (l *Ledger) preverify(p *ledger.Prepared) verifiedSigs {
+	return verifyAhead(p.Signatures(l.keyOf))
+}
+
+// verifyAhead returns the valid signatures among sigs.
+func verifyAhead(sigs []ledger.Signature) verifiedSigs {
 	var ok verifiedSigs
-	for _, s := range p.Signatures(l.keyOf) {
-		if ed25519.Verify(s.PublicKey, s.Message, s.Sig) {
+	for _, s := range sigs {
+		if len(s.PublicKey) == ed25519.PublicKeySize && ed25519.Verify(s.PublicKey, s.Message, s.Sig) {
 			ok = append(ok, s)
 		}
 	}
