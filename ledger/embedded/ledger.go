@@ -424,11 +424,13 @@ func laterOf(a, b time.Time) time.Time {
 }
 
 // commitLoop runs the two stages of the group commit as a pipeline: it
-// takes everything queued (up to MaxBatch) and executes it as the next
-// block over the committed state plus the writes of the block still being
-// committed, while a second goroutine writes and fsyncs that block. At
-// most one block is in each stage; a block is written only once the one it
-// was executed on is durable, and fails whole if that one failed.
+// collects a batch (up to MaxBatch) and executes it as the next block over
+// the committed state plus the writes of the block still being committed,
+// while a second goroutine writes and fsyncs that block. A batch grows
+// while the previous block is written, so that blocks stay large and
+// each block's fixed commit cost is shared by many transactions. At most one block is in each stage; a block is written only once
+// the one it was executed on is durable, and fails whole if that one
+// failed.
 func (l *Ledger) commitLoop() {
 	defer close(l.done)
 	commits := make(chan *built, 1)
@@ -450,14 +452,31 @@ func (l *Ledger) commitLoop() {
 		case <-l.closing:
 			return
 		}
+		// While a block is being written, the batch grows until it is
+		// full or the write is done; then it takes what is queued.
 		batch := []*pending{first}
-	drain:
+		var writing <-chan struct{}
+		if inflight != nil {
+			writing = inflight.done
+		}
+	collect:
 		for len(batch) < l.maxBatch {
+			if writing == nil {
+				select {
+				case p := <-l.queue:
+					batch = append(batch, p)
+				default:
+					break collect
+				}
+				continue
+			}
 			select {
 			case p := <-l.queue:
 				batch = append(batch, p)
-			default:
-				break drain
+			case <-writing:
+				writing = nil
+			case <-l.closing:
+				break collect
 			}
 		}
 		base := inflight
