@@ -573,9 +573,7 @@ func (l *Ledger) execute(batch []*pending, base *built) *built {
 				bl.out[i].err = fmt.Errorf("tx %s: %w", id, err)
 				continue
 			}
-			if err := ov.flush(); err != nil {
-				return fmt.Errorf("tx %s: %w", id, err)
-			}
+			ov.mergeInto(blockWrites)
 			b.Txs = append(b.Txs, Tx{ID: id, Fn: p.fn, Args: p.args, Result: res, Event: ev})
 			bl.out[i].receipt = Receipt{TxID: id, Height: b.Height, Result: res}
 			bl.committed = append(bl.committed, i)
