@@ -32,6 +32,15 @@ func (m *MemState) Get(key string) ([]byte, error) {
 	return bytes.Clone(v), nil
 }
 
+// Holds reports whether key is present and, if so, whether its value
+// is v (Get cannot tell an absent key from a nil value). It only reads
+// the state, so it may run alongside other reads, unlike Range, which may
+// first sort the keys; and it copies nothing.
+func (m *MemState) Holds(key string, v []byte) (present, equal bool) {
+	w, ok := m.vals[key]
+	return ok, ok && bytes.Equal(w, v)
+}
+
 // Put stores a copy of value at key.
 func (m *MemState) Put(key string, value []byte) error {
 	if _, ok := m.vals[key]; !ok {

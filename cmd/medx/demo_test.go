@@ -570,7 +570,7 @@ func TestAuditCommands(t *testing.T) {
 		t.Errorf("audit verify --ledger copy: %v\n%s", err, got)
 	}
 	// An altered copy fails, naming the block.
-	i := bytes.Index(raw, []byte(`"licence_granted"`))
+	i := bytes.Index(raw, []byte("licence_granted"))
 	if i < 0 {
 		t.Fatal("no licence event found in the ledger file")
 	}

@@ -186,19 +186,23 @@ type auditor struct {
 	contract ledger.Contract
 	at       time.Time // the summary is taken at the later of at and the last block's time
 
-	mem      *ledger.MemState
-	summary  error            // from summarizing the replayed state
-	writers  map[string]txRef // the last transaction that wrote each key
-	rep      ledger.AuditReport
-	problems []string
-	extra    int  // problems beyond maxProblems
-	diverged bool // the replay could not follow the history
-	bad      *txRef
-	keys     sync.Map // ParticipantID -> ed25519.PublicKey hints for verifying ahead
+	mem     *ledger.MemState
+	summary error            // from summarizing the replayed state
+	written []keyWrite       // every write of the replay, in order
+	writers map[string]txRef // the last transaction that wrote each key, built from written when needed
+	// chainSound is whether the chain had no fault before the state was
+	// compared, so that state differences can be blamed on transactions.
+	chainSound bool
+	rep        ledger.AuditReport
+	problems   []string
+	extra      int  // problems beyond maxProblems
+	diverged   bool // the replay could not follow the history
+	bad        *txRef
+	keys       sync.Map // ParticipantID -> ed25519.PublicKey hints for verifying ahead
 }
 
 func newAuditor(ctx context.Context, pub ed25519.PublicKey, mac *stateMAC, log *slog.Logger, at time.Time) *auditor {
-	a := &auditor{ctx: ctx, pub: pub, mac: mac, log: log, at: at, mem: ledger.NewMemState(), writers: map[string]txRef{}}
+	a := &auditor{ctx: ctx, pub: pub, mac: mac, log: log, at: at, mem: ledger.NewMemState()}
 	a.rep.NodeKey = hex.EncodeToString(pub)
 	return a
 }
@@ -260,7 +264,7 @@ func (a *auditor) checkMeta(tx *bolt.Tx) {
 	_ = meta.ForEach(func(k, v []byte) error {
 		switch string(k) {
 		case metaFormat:
-			if string(v) != formatV1 {
+			if string(v) != formatV2 {
 				a.problem(nil, "unknown ledger format %q", v)
 			}
 		case metaNodeKey:
@@ -289,7 +293,7 @@ type item struct {
 	canonical bool
 	checkErr  error
 	hash      string
-	sigs      *ledger.SigCache
+	sigs      []verifiedSigs     // of b.Txs, verified ahead
 	preps     []*ledger.Prepared // of b.Txs
 }
 
@@ -407,16 +411,21 @@ func (a *auditor) run(tx *bolt.Tx) error {
 	if a.diverged {
 		stateMatches = false
 	}
-	// Summarize the replayed state while comparing it with the stored
-	// one: both only read it once a first Range has sorted its keys.
-	_ = a.mem.Range("", "", func(string, []byte) (bool, error) { return false, nil })
+	// Summarize the replayed state (which sorts its keys) while comparing
+	// the stored state with it key by key (which only looks keys up);
+	// replayed keys missing from the store, if any, are looked for after.
 	summarized := make(chan struct{})
 	go func() {
 		defer close(summarized)
 		a.summary = a.rep.Summarize(a.mem, laterOf(a.at, a.rep.LastBlock))
 	}()
-	matches := a.compareState(st)
+	a.chainSound = a.bad == nil
+	matches, found := a.compareStored(st)
 	<-summarized
+	if found != a.mem.Len() {
+		a.findMissing(st)
+		matches = false
+	}
 	if !matches {
 		stateMatches = false
 	}
@@ -438,7 +447,7 @@ func (a *auditor) prepare(it *item) {
 	}
 	it.checkErr = b.check(a.pub)
 	it.hash = b.Hash()
-	it.sigs = ledger.NewSigCache()
+	it.sigs = make([]verifiedSigs, len(b.Txs))
 	it.preps = make([]*ledger.Prepared, len(b.Txs))
 	for i, t := range b.Txs {
 		it.preps[i] = a.contract.Prepare(t.Fn, t.Args)
@@ -449,7 +458,7 @@ func (a *auditor) prepare(it *item) {
 		} else {
 			a.hint(t)
 		}
-		it.sigs.Preverify(sigs)
+		it.sigs[i] = verifyAhead(sigs)
 	}
 }
 
@@ -488,13 +497,20 @@ func (a *auditor) hint(t Tx) {
 
 // replay runs the transactions of the block at height h through the
 // contract, each over its own overlay, as the committer did.
-func (a *auditor) replay(b *Block, h uint64, sigs *ledger.SigCache, preps []*ledger.Prepared) {
+func (a *auditor) replay(b *Block, h uint64, sigs []verifiedSigs, preps []*ledger.Prepared) {
 	submitter := "embedded:" + hex.EncodeToString(b.NodeKey)
+	rec := &recorder{mem: a.mem}
 	for i, t := range b.Txs {
 		at := &txRef{height: h, tx: t.ID}
-		ov := newOverlay(a.mem)
-		tc := ledger.TxContext{TxID: t.ID, Timestamp: b.Time, Submitter: submitter, Sigs: sigs}
-		res, ev, err := a.invoke(tc, ov, preps[i])
+		rec.keys, rec.err = rec.keys[:0], nil
+		tc := ledger.TxContext{TxID: t.ID, Timestamp: b.Time, Submitter: submitter, Sigs: sigs[i]}
+		res, ev, err := a.invoke(tc, rec, preps[i])
+		if err == nil {
+			err = rec.err
+		}
+		for _, k := range rec.keys {
+			a.written = append(a.written, keyWrite{key: k, at: *at})
+		}
 		if err != nil {
 			a.problem(at, "block %d tx %s (%s): replay fails: %v", h, t.ID, t.Fn, err)
 			a.diverged = true
@@ -508,14 +524,60 @@ func (a *auditor) replay(b *Block, h uint64, sigs *ledger.SigCache, preps []*led
 			a.problem(at, "block %d tx %s (%s): replayed event differs from the recorded one", h, t.ID, t.Fn)
 			a.diverged = true
 		}
-		for k := range ov.writes {
-			a.writers[k] = *at
+	}
+}
+
+// recorder is the replay's State: the contract's writes go straight into
+// the replayed state, since Invoke applies a call's writes only once the
+// call has succeeded (as the committer's overlay receives them), and their
+// keys are noted so that a differing stored value can be blamed on the
+// transaction that last wrote it. Like the committer's overlay, it
+// refuses an empty key.
+type recorder struct {
+	mem  *ledger.MemState
+	keys []string // written by the current transaction
+	err  error    // the first refused write of the current transaction
+}
+
+// keyWrite is one write of the replay.
+type keyWrite struct {
+	key string
+	at  txRef
+}
+
+func (r *recorder) Get(k string) ([]byte, error) { return r.mem.Get(k) }
+
+func (r *recorder) Range(start, end string, fn func(string, []byte) (bool, error)) error {
+	return r.mem.Range(start, end, fn)
+}
+
+func (r *recorder) Put(k string, v []byte) error {
+	if k == "" {
+		err := errors.New("empty state key")
+		if r.err == nil {
+			r.err = err
 		}
-		if err := ov.flush(); err != nil {
-			a.problem(at, "block %d tx %s: %v", h, t.ID, err)
-			a.diverged = true
+		return err
+	}
+	r.keys = append(r.keys, k)
+	return r.mem.Put(k, v)
+}
+
+func (r *recorder) Delete(k string) error {
+	r.keys = append(r.keys, k)
+	return r.mem.Delete(k)
+}
+
+// lastWriter returns the transaction that last wrote k during the replay.
+func (a *auditor) lastWriter(k string) (txRef, bool) {
+	if a.writers == nil {
+		a.writers = make(map[string]txRef, len(a.written))
+		for _, w := range a.written {
+			a.writers[w.key] = w.at
 		}
 	}
+	w, ok := a.writers[k]
+	return w, ok
 }
 
 // invoke runs the contract, turning a panic into an error.
@@ -536,70 +598,69 @@ func sameEvent(a, b *ledger.Event) bool {
 	return a.Name == b.Name && bytes.Equal(a.Payload, b.Payload)
 }
 
-// compareState walks the replayed and the stored state in key order and
-// reports every key that is missing, extra or altered, or (with the node
-// key) fails its MAC. A difference points to the transaction that last
-// wrote the key.
-func (a *auditor) compareState(bucket *bolt.Bucket) bool {
-	type kv struct {
-		k string
-		v []byte
-	}
-	var replayed []kv
-	_ = a.mem.Range("", "", func(k string, v []byte) (bool, error) {
-		replayed = append(replayed, kv{k, v})
-		return true, nil
-	})
-	// When the chain itself is faulty, state differences follow from it:
-	// only a clean chain lets them point to the transaction to blame.
-	blame := a.bad == nil
-	writer := func(k string) *txRef {
-		if w, ok := a.writers[k]; ok && blame {
-			return &w
-		}
-		return nil
-	}
+// compareStored walks the stored state in key order and reports every
+// key the replay did not produce and every value that differs from the
+// replayed one or (with the node key) fails its MAC. A differing value
+// points to the transaction that last wrote the key. It returns whether
+// all matched and how many stored keys the replay produced.
+func (a *auditor) compareStored(bucket *bolt.Bucket) (bool, int) {
 	ok := true
+	found := 0
 	c := bucket.Cursor()
-	k, v := c.First()
-	i := 0
-	for k != nil || i < len(replayed) {
-		switch {
-		case k == nil || (i < len(replayed) && replayed[i].k < string(k)):
-			a.problem(writer(replayed[i].k), "state key %q: missing from the stored state", replayed[i].k)
-			ok = false
-			i++
-			continue
-		case i == len(replayed) || string(k) < replayed[i].k:
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		ks := string(k)
+		var val []byte
+		var err error
+		if a.mac != nil {
+			val, err = a.mac.check(ks, v)
+		} else if len(v) < macSize {
+			err = fmt.Errorf("state value at %q is shorter than its MAC", ks)
+		} else {
+			val = v[macSize:]
+		}
+		present, equal := a.mem.Holds(ks, val)
+		if !present {
 			a.problem(nil, "state key %q: stored but not produced by any transaction", k)
 			ok = false
-		default:
-			ks := string(k)
-			var val []byte
-			var err error
-			if a.mac != nil {
-				val, err = a.mac.open(ks, v)
-			} else if len(v) < macSize {
-				err = fmt.Errorf("state value at %q is shorter than its MAC", ks)
-			} else {
-				val = v[macSize:]
-			}
-			switch {
-			case err != nil:
-				a.problem(writer(ks), "%v", err)
-				ok = false
-			case !bytes.Equal(val, replayed[i].v):
-				w := writer(ks)
-				by := ""
-				if lw, ok := a.writers[ks]; ok {
-					by = fmt.Sprintf(" (last written by block %d tx %s)", lw.height, lw.tx)
-				}
-				a.problem(w, "state key %q: stored value differs from the replayed one%s", ks, by)
-				ok = false
-			}
-			i++
+			continue
 		}
-		k, v = c.Next()
+		found++
+		switch {
+		case err != nil:
+			a.problem(a.blame(ks), "%v", err)
+			ok = false
+		case !equal:
+			by := ""
+			if lw, ok := a.lastWriter(ks); ok {
+				by = fmt.Sprintf(" (last written by block %d tx %s)", lw.height, lw.tx)
+			}
+			a.problem(a.blame(ks), "state key %q: stored value differs from the replayed one%s", ks, by)
+			ok = false
+		}
 	}
-	return ok
+	return ok, found
+}
+
+// findMissing reports, in key order, the replayed keys missing from the
+// stored state.
+func (a *auditor) findMissing(bucket *bolt.Bucket) {
+	_ = a.mem.Range("", "", func(k string, _ []byte) (bool, error) {
+		if bucket.Get([]byte(k)) == nil {
+			a.problem(a.blame(k), "state key %q: missing from the stored state", k)
+		}
+		return true, nil
+	})
+}
+
+// blame is the transaction to blame for a state difference at k: the
+// last one that wrote it, but only when the chain itself is sound (when
+// it is faulty, state differences follow from that).
+func (a *auditor) blame(k string) *txRef {
+	if !a.chainSound {
+		return nil
+	}
+	if w, ok := a.lastWriter(k); ok {
+		return &w
+	}
+	return nil
 }

@@ -1,13 +1,15 @@
 package embedded
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"hash"
 	"time"
 
 	"github.com/medx/medx/ledger"
@@ -101,49 +103,66 @@ func (b *Block) sign(key ed25519.PrivateKey) error {
 	return nil
 }
 
-// txLeaf hashes one transaction: id, function, arguments, result, event.
-func txLeaf(t Tx) [sha256.Size]byte {
-	buf := []byte{0x00}
-	buf = append(buf, "medx/tx/v1"...)
-	buf = appendBytes(buf, []byte(t.ID))
-	buf = appendBytes(buf, []byte(t.Fn))
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(t.Args)))
+// txLeaf hashes one transaction: id, function, arguments, result, event,
+// each length-prefixed. h is a SHA-256 state to reuse; it is reset.
+func txLeaf(h hash.Hash, t Tx) [sha256.Size]byte {
+	h.Reset()
+	h.Write([]byte{0x00})
+	h.Write([]byte("medx/tx/v1"))
+	writeBytes(h, []byte(t.ID))
+	writeBytes(h, []byte(t.Fn))
+	writeUint32(h, uint32(len(t.Args)))
 	for _, a := range t.Args {
-		buf = appendBytes(buf, a)
+		writeBytes(h, a)
 	}
-	buf = appendBytes(buf, t.Result)
+	writeBytes(h, t.Result)
 	if t.Event != nil {
-		buf = append(buf, 1)
-		buf = appendBytes(buf, []byte(t.Event.Name))
-		buf = appendBytes(buf, t.Event.Payload)
+		h.Write([]byte{1})
+		writeBytes(h, []byte(t.Event.Name))
+		writeBytes(h, t.Event.Payload)
 	} else {
-		buf = append(buf, 0)
+		h.Write([]byte{0})
 	}
-	return sha256.Sum256(buf)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// writeBytes writes b length-prefixed, as appendBytes encodes it.
+func writeBytes(h hash.Hash, b []byte) {
+	writeUint32(h, uint32(len(b)))
+	h.Write(b)
+}
+
+func writeUint32(h hash.Hash, n uint32) {
+	var l [4]byte
+	binary.BigEndian.PutUint32(l[:], n)
+	h.Write(l[:])
 }
 
 // txRoot is the hex Merkle root over the transactions' leaf hashes; an odd
 // node is carried up unchanged.
 func txRoot(txs []Tx) string {
-	level := make([][sha256.Size]byte, len(txs))
-	for i, t := range txs {
-		level[i] = txLeaf(t)
-	}
-	if len(level) == 0 {
+	if len(txs) == 0 {
 		return genesisPrev
 	}
+	h := sha256.New()
+	level := make([][sha256.Size]byte, len(txs))
+	for i, t := range txs {
+		level[i] = txLeaf(h, t)
+	}
+	var buf [1 + 2*sha256.Size]byte
+	buf[0] = 0x01
 	for len(level) > 1 {
-		var next [][sha256.Size]byte
+		next := level[:0]
 		for i := 0; i < len(level); i += 2 {
 			if i+1 == len(level) {
 				next = append(next, level[i])
 				continue
 			}
-			buf := make([]byte, 0, 1+2*sha256.Size)
-			buf = append(buf, 0x01)
-			buf = append(buf, level[i][:]...)
-			buf = append(buf, level[i+1][:]...)
-			next = append(next, sha256.Sum256(buf))
+			copy(buf[1:], level[i][:])
+			copy(buf[1+sha256.Size:], level[i+1][:])
+			next = append(next, sha256.Sum256(buf[:]))
 		}
 		level = next
 	}
@@ -186,18 +205,155 @@ func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 // sort by height.
 func heightKey(h uint64) []byte { return binary.BigEndian.AppendUint64(nil, h) }
 
+// blockMagic opens every stored block (format v2).
+const blockMagic = "medx/block/v2\x00"
+
+// encodeBlock is a block's stored form: blockMagic, then every field in
+// a fixed binary layout (integers big-endian, byte strings prefixed with
+// their uint32 length, an event by a 0/1 flag). Each block has exactly
+// one encoding, which the audit checks by encoding what it decoded.
 func encodeBlock(b *Block) ([]byte, error) {
-	v, err := json.Marshal(b)
+	prev, err := decodeHash(b.Prev)
 	if err != nil {
-		return nil, fmt.Errorf("encode block %d: %w", b.Height, err)
+		return nil, fmt.Errorf("encode block %d: prev: %w", b.Height, err)
 	}
-	return v, nil
+	root, err := decodeHash(b.TxRoot)
+	if err != nil {
+		return nil, fmt.Errorf("encode block %d: tx root: %w", b.Height, err)
+	}
+	n := len(blockMagic) + 8 + 2*sha256.Size + 8 + 4 + len(b.NodeKey) + 4 + 4 + len(b.Sig)
+	for _, t := range b.Txs {
+		n += 4 + len(t.ID) + 4 + len(t.Fn) + 4 + 4 + len(t.Result) + 1
+		for _, a := range t.Args {
+			n += 4 + len(a)
+		}
+		if t.Event != nil {
+			n += 4 + len(t.Event.Name) + 4 + len(t.Event.Payload)
+		}
+	}
+	v := make([]byte, 0, n)
+	v = append(v, blockMagic...)
+	v = binary.BigEndian.AppendUint64(v, b.Height)
+	v = append(v, prev[:]...)
+	v = append(v, root[:]...)
+	v = binary.BigEndian.AppendUint64(v, uint64(b.Time.UnixNano()))
+	v = appendBytes(v, b.NodeKey)
+	v = binary.BigEndian.AppendUint32(v, uint32(len(b.Txs)))
+	for _, t := range b.Txs {
+		v = appendBytes(v, []byte(t.ID))
+		v = appendBytes(v, []byte(t.Fn))
+		v = binary.BigEndian.AppendUint32(v, uint32(len(t.Args)))
+		for _, a := range t.Args {
+			v = appendBytes(v, a)
+		}
+		v = appendBytes(v, t.Result)
+		if t.Event == nil {
+			v = append(v, 0)
+		} else {
+			v = append(v, 1)
+			v = appendBytes(v, []byte(t.Event.Name))
+			v = appendBytes(v, t.Event.Payload)
+		}
+	}
+	return appendBytes(v, b.Sig), nil
 }
 
+// decodeBlock decodes a stored block. Its byte fields share one copy of
+// v. Empty byte strings decode as nil.
 func decodeBlock(v []byte) (*Block, error) {
-	var b Block
-	if err := json.Unmarshal(v, &b); err != nil {
+	b, err := decodeBinaryBlock(v)
+	if err != nil {
 		return nil, fmt.Errorf("decode block: %v: %w", err, ErrCorrupt)
 	}
-	return &b, nil
+	return b, nil
+}
+
+func decodeBinaryBlock(v []byte) (*Block, error) {
+	if !bytes.HasPrefix(v, []byte(blockMagic)) {
+		return nil, errors.New("not a medx block (bad magic)")
+	}
+	d := blockDecoder{buf: bytes.Clone(v[len(blockMagic):])}
+	b := &Block{Height: d.uint64()}
+	b.Prev = hex.EncodeToString(d.next(sha256.Size))
+	b.TxRoot = hex.EncodeToString(d.next(sha256.Size))
+	b.Time = time.Unix(0, int64(d.uint64())).UTC()
+	b.NodeKey = d.bytes()
+	ntx := d.uint32()
+	if d.err == nil && uint64(ntx) > uint64(len(d.buf)) {
+		d.err = fmt.Errorf("%d transactions in %d bytes", ntx, len(d.buf))
+	}
+	if d.err == nil {
+		b.Txs = make([]Tx, 0, ntx)
+	}
+	for i := uint32(0); i < ntx && d.err == nil; i++ {
+		t := Tx{ID: string(d.bytes()), Fn: string(d.bytes())}
+		nargs := d.uint32()
+		if d.err == nil && uint64(nargs) > uint64(len(d.buf)) {
+			d.err = fmt.Errorf("tx %d: %d arguments in %d bytes", i, nargs, len(d.buf))
+			break
+		}
+		t.Args = make([][]byte, nargs)
+		for j := range t.Args {
+			t.Args[j] = d.bytes()
+		}
+		t.Result = d.bytes()
+		switch f := d.next(1); {
+		case d.err != nil:
+		case f[0] == 1:
+			t.Event = &ledger.Event{Name: string(d.bytes()), Payload: d.bytes()}
+		case f[0] != 0:
+			d.err = fmt.Errorf("tx %d: event flag %d", i, f[0])
+		}
+		b.Txs = append(b.Txs, t)
+	}
+	b.Sig = d.bytes()
+	if d.err == nil && len(d.buf) > 0 {
+		d.err = fmt.Errorf("%d bytes after the block", len(d.buf))
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return b, nil
+}
+
+// blockDecoder reads a block's fields; the first error sticks.
+type blockDecoder struct {
+	buf []byte
+	err error
+}
+
+func (d *blockDecoder) next(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > len(d.buf) {
+		d.err = fmt.Errorf("truncated: %d bytes wanted, %d left", n, len(d.buf))
+		return nil
+	}
+	out := d.buf[:n:n]
+	d.buf = d.buf[n:]
+	return out
+}
+
+func (d *blockDecoder) uint64() uint64 {
+	if b := d.next(8); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
+func (d *blockDecoder) uint32() uint32 {
+	if b := d.next(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+// bytes reads a length-prefixed byte string (nil if empty).
+func (d *blockDecoder) bytes() []byte {
+	n := d.uint32()
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	return d.next(int(n))
 }

@@ -233,6 +233,58 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// TestPipelinedBlocksSeeEarlierWrites runs more concurrent acceptances
+// than a study has places, in small blocks, so that blocks execute while
+// the one before is still being written: exactly the places are taken,
+// each paid once, and the rest are refused.
+func TestPipelinedBlocksSeeEarlierWrites(t *testing.T) {
+	const places, tries = 120, 400
+	l, err := Open(filepath.Join(t.TempDir(), "ledger.db"), testKey("node"), Options{MaxBatch: 8, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	w := newCast(t, l)
+	r := w.openStudy(t, places)
+	h0 := l.Height()
+	var wg sync.WaitGroup
+	errs := make([]error, tries)
+	for i := range tries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = w.accept(t.Context(), r, i)
+		}()
+	}
+	wg.Wait()
+	granted := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			granted++
+		case !errors.Is(err, ledger.ErrState):
+			t.Fatalf("accept %d: %v, want success or ErrState (no places left)", i, err)
+		}
+	}
+	if granted != places {
+		t.Errorf("%d acceptances granted, want exactly the %d places", granted, places)
+	}
+	if blocks := l.Height() - h0; blocks < places/8 {
+		t.Errorf("%d acceptances took %d blocks, want at least %d blocks of at most 8", granted, blocks, places/8)
+	}
+	got, err := w.c.Request(t.Context(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Participants != places || got.Escrow != r.Escrow-places*r.RewardPerPatient {
+		t.Errorf("request after the acceptances: %d participants, escrow %d; want %d and %d", got.Participants, got.Escrow, places, r.Escrow-places*r.RewardPerPatient)
+	}
+	if ls, err := w.c.Licences(t.Context(), r.ID); err != nil || len(ls) != places {
+		t.Errorf("Licences = %d, %v; want %d", len(ls), err, places)
+	}
+	mustVerify(t, l)
+}
+
 func TestFailedTransactionsAreNotInBlocks(t *testing.T) {
 	l := openAt(t, filepath.Join(t.TempDir(), "ledger.db"), testKey("node"), nil)
 	w := newCast(t, l)

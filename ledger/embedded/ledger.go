@@ -1,8 +1,10 @@
 // Package embedded is MedX's single-node ledger backend: it runs the
 // ledger.Contract in-process over bbolt. Transactions are group-committed:
-// everything queued when the committer is free becomes one block and one
+// everything queued when the executor is free becomes one block and one
 // durable bbolt commit; their signatures are verified beforehand, on
-// the submitters' goroutines. Blocks are hash-linked, carry a Merkle root
+// the submitters' goroutines. Execution and commit are pipelined: the
+// next block executes while the previous one is written and fsynced, and
+// callers are answered only once their block is durable. Blocks are hash-linked, carry a Merkle root
 // of their transactions and are signed by the node key; state values carry
 // a MAC under the node key. Open walks the file's pages before trusting
 // bbolt with them and checks the last blocks.
@@ -56,7 +58,7 @@ const (
 	bucketState  = "state"
 	metaNodeKey  = "nodeKey"
 	metaFormat   = "format"
-	formatV1     = "medx-embedded/v1"
+	formatV2     = "medx-embedded/v2" // binary blocks; v1 (JSON blocks) is refused
 )
 
 // headCheckDepth is how many of the last blocks Open verifies.
@@ -207,14 +209,14 @@ func (l *Ledger) init() error {
 			if k, _ := blocks.Cursor().First(); k != nil {
 				return fmt.Errorf("file has blocks but no node key: %w", ErrCorrupt)
 			}
-			if err := meta.Put([]byte(metaFormat), []byte(formatV1)); err != nil {
+			if err := meta.Put([]byte(metaFormat), []byte(formatV2)); err != nil {
 				return err
 			}
 			return meta.Put([]byte(metaNodeKey), l.pub)
 		case !bytesEqual(stored, l.pub):
 			return fmt.Errorf("ledger belongs to node key %s, not %s", hex.EncodeToString(stored), hex.EncodeToString(l.pub))
 		}
-		if f := meta.Get([]byte(metaFormat)); !bytesEqual(f, []byte(formatV1)) {
+		if f := meta.Get([]byte(metaFormat)); !bytesEqual(f, []byte(formatV2)) {
 			return fmt.Errorf("unknown ledger format %q", f)
 		}
 		return nil
@@ -421,10 +423,28 @@ func laterOf(a, b time.Time) time.Time {
 	return a.UTC()
 }
 
-// commitLoop is the single committer: it takes everything queued (up to
-// MaxBatch) and commits it as one block.
+// commitLoop runs the two stages of the group commit as a pipeline: it
+// collects a batch (up to MaxBatch) and executes it as the next block over
+// the committed state plus the writes of the block still being committed,
+// while a second goroutine writes and fsyncs that block. A batch grows
+// while the previous block is written, so that blocks stay large and
+// each block's fixed commit cost is shared by many transactions. At most one block is in each stage; a block is written only once
+// the one it was executed on is durable, and fails whole if that one
+// failed.
 func (l *Ledger) commitLoop() {
 	defer close(l.done)
+	commits := make(chan *built, 1)
+	var committer sync.WaitGroup
+	committer.Add(1)
+	go func() {
+		defer committer.Done()
+		for bl := range commits {
+			l.write(bl)
+		}
+	}()
+	defer committer.Wait()
+	defer close(commits)
+	var inflight *built // handed to the committer, perhaps not yet durable
 	for {
 		var first *pending
 		select {
@@ -432,102 +452,202 @@ func (l *Ledger) commitLoop() {
 		case <-l.closing:
 			return
 		}
+		// While a block is being written, the batch grows until it is
+		// full or the write is done; then it takes what is queued.
 		batch := []*pending{first}
-	drain:
+		var writing <-chan struct{}
+		if inflight != nil {
+			writing = inflight.done
+		}
+	collect:
 		for len(batch) < l.maxBatch {
+			if writing == nil {
+				select {
+				case p := <-l.queue:
+					batch = append(batch, p)
+				default:
+					break collect
+				}
+				continue
+			}
 			select {
 			case p := <-l.queue:
 				batch = append(batch, p)
-			default:
-				break drain
+			case <-writing:
+				writing = nil
+			case <-l.closing:
+				break collect
 			}
 		}
-		l.commit(batch)
+		base := inflight
+		if base != nil {
+			select {
+			case <-base.done:
+				base = nil // the committed state is after it, or before it if it failed
+			default:
+			}
+		}
+		bl := l.execute(batch, base)
+		if base != nil {
+			<-base.done
+			if base.err != nil {
+				bl.fail(fmt.Errorf("executed on block %d, which failed to commit: %w", base.b.Height, base.err))
+			}
+		}
+		if len(bl.committed) == 0 {
+			bl.answer()
+			continue
+		}
+		commits <- bl
+		inflight = bl
 	}
 }
 
-// commit runs a batch through the contract in one bbolt transaction, each
-// transaction over its own write overlay, appends the block and answers
-// every caller after the single fsync.
-func (l *Ledger) commit(batch []*pending) {
-	out := make([]outcome, len(batch))
-	l.mu.Lock()
-	prev := l.head
-	l.mu.Unlock()
+// built is an executed block on its way to the committer.
+type built struct {
+	batch     []*pending
+	out       []outcome
+	committed []int // indexes into batch of the transactions in b
+	b         *Block
+	value     []byte             // b encoded
+	writes    map[string]*[]byte // the block's state writes (nil: deleted), for executing the next block on
+	sealed    []sealedWrite      // the same in key order, sealed with their MACs
+	done      chan struct{}      // closed once written (or failed) and answered
+	err       error              // why the block failed to commit, set before done closes
+}
+
+type sealedWrite struct {
+	key, value []byte // nil value: delete
+}
+
+// fail turns every transaction of the block into a failure.
+func (bl *built) fail(err error) {
+	for _, i := range bl.committed {
+		bl.out[i] = outcome{err: fmt.Errorf("tx %s: commit block %d: %w", bl.out[i].receipt.TxID, bl.b.Height, err)}
+	}
+	bl.committed = nil
+}
+
+func (bl *built) answer() {
+	for i, p := range bl.batch {
+		p.resp <- bl.out[i]
+	}
+}
+
+// execute runs a batch through the contract over the committed state plus
+// the writes of base (the block being committed, nil if none), each
+// transaction over its own write overlay merged into the block's on
+// success, and builds, signs and encodes the block.
+func (l *Ledger) execute(batch []*pending, base *built) *built {
+	bl := &built{batch: batch, out: make([]outcome, len(batch)), committed: make([]int, 0, len(batch)), done: make(chan struct{})}
+	var prev head
+	if base != nil {
+		prev = head{height: base.b.Height, hash: base.b.Hash(), time: base.b.Time}
+	} else {
+		l.mu.Lock()
+		prev = l.head
+		l.mu.Unlock()
+	}
 	b := &Block{Height: prev.height + 1, Prev: prev.hash, Time: laterOf(l.clock(), prev.time), NodeKey: l.pub}
 	if prev.height == 0 {
 		b.Prev = genesisPrev
 	}
-	committed := make([]int, 0, len(batch)) // indexes into batch
+	bl.b = b
 	submitter := l.submitter()
-	errEmpty := errors.New("no transaction succeeded")
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		st := boltState{b: tx.Bucket([]byte(bucketState)), mac: l.mac}
-		// Each transaction writes into its own overlay, merged into the
-		// block's on success; the block's writes reach bbolt once, in key
-		// order (a key written by many transactions, once).
+	var keys []string // the block's writes, in order
+	err := l.db.View(func(tx *bolt.Tx) error {
+		var st ledger.State = boltState{b: tx.Bucket([]byte(bucketState)), mac: l.mac}
+		if base != nil {
+			st = &overlay{base: st, writes: base.writes} // read only: never flushed
+		}
 		blockWrites := newOverlay(st)
 		for i, p := range batch {
 			if err := p.ctx.Err(); err != nil {
-				out[i].err = fmt.Errorf("submit %s: not run: %w", p.fn, err)
+				bl.out[i].err = fmt.Errorf("submit %s: not run: %w", p.fn, err)
 				continue
 			}
 			id := p.id
 			ov := newOverlay(blockWrites)
 			res, ev, err := l.invoke(ledger.TxContext{TxID: id, Timestamp: b.Time, Submitter: submitter, Sigs: p.sigs}, ov, p.prep)
 			if err != nil {
-				out[i].err = fmt.Errorf("tx %s: %w", id, err)
+				bl.out[i].err = fmt.Errorf("tx %s: %w", id, err)
 				continue
 			}
-			if err := ov.flush(); err != nil {
-				return fmt.Errorf("tx %s: %w", id, err)
-			}
+			ov.mergeInto(blockWrites)
 			b.Txs = append(b.Txs, Tx{ID: id, Fn: p.fn, Args: p.args, Result: res, Event: ev})
-			out[i].receipt = Receipt{TxID: id, Height: b.Height, Result: res}
-			committed = append(committed, i)
+			bl.out[i].receipt = Receipt{TxID: id, Height: b.Height, Result: res}
+			bl.committed = append(bl.committed, i)
 		}
-		if len(b.Txs) == 0 {
-			return errEmpty
-		}
-		if err := blockWrites.flush(); err != nil {
-			return err
-		}
-		if err := b.sign(l.key); err != nil {
-			return err
-		}
-		v, err := encodeBlock(b)
-		if err != nil {
-			return err
-		}
-		return tx.Bucket([]byte(bucketBlocks)).Put(heightKey(b.Height), v)
+		bl.writes = blockWrites.writes
+		keys = blockWrites.sortedWrites("", "")
+		return nil
 	})
-	switch {
-	case errors.Is(err, errEmpty):
-	case err != nil:
-		l.log.Error("ledger commit failed", "height", b.Height, "txs", len(committed), "err", err)
-		for _, i := range committed {
-			out[i] = outcome{err: fmt.Errorf("tx %s: commit block %d: %w", out[i].receipt.TxID, b.Height, err)}
+	if err == nil && len(bl.committed) > 0 {
+		for _, k := range keys {
+			w := sealedWrite{key: []byte(k)}
+			if v := bl.writes[k]; v != nil {
+				w.value = l.mac.seal(k, *v)
+			}
+			bl.sealed = append(bl.sealed, w)
 		}
-		committed = nil
-	default:
+		if err = b.sign(l.key); err == nil {
+			bl.value, err = encodeBlock(b)
+		}
+	}
+	if err != nil {
+		l.log.Error("ledger block failed", "height", b.Height, "txs", len(bl.committed), "err", err)
+		bl.fail(err)
+	}
+	return bl
+}
+
+// write appends an executed block and its state writes in one bbolt
+// transaction, answers every caller after the single fsync, and publishes
+// the block.
+func (l *Ledger) write(bl *built) {
+	b := bl.b
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		st := tx.Bucket([]byte(bucketState))
+		for _, w := range bl.sealed {
+			var err error
+			if w.value == nil {
+				err = st.Delete(w.key)
+			} else {
+				err = st.Put(w.key, w.value)
+			}
+			if err != nil {
+				return fmt.Errorf("write %q: %w", w.key, err)
+			}
+		}
+		return tx.Bucket([]byte(bucketBlocks)).Put(heightKey(b.Height), bl.value)
+	})
+	if err != nil {
+		l.log.Error("ledger commit failed", "height", b.Height, "txs", len(bl.committed), "err", err)
+		bl.err = err
+		bl.fail(err)
+	} else {
 		l.mu.Lock()
 		l.head = head{height: b.Height, hash: b.Hash(), time: b.Time}
 		l.mu.Unlock()
-		l.log.Debug("ledger block committed", "height", b.Height, "txs", len(b.Txs), "batch", len(batch))
+		l.log.Debug("ledger block committed", "height", b.Height, "txs", len(b.Txs), "batch", len(bl.batch))
 	}
-	for i, p := range batch {
-		p.resp <- out[i]
-	}
-	if len(committed) > 0 {
+	bl.answer()
+	close(bl.done)
+	if err == nil {
 		l.publish(b)
 	}
 }
 
 // preverify verifies ahead the signatures an invocation will check.
 func (l *Ledger) preverify(p *ledger.Prepared) verifiedSigs {
+	return verifyAhead(p.Signatures(l.keyOf))
+}
+
+// verifyAhead returns the valid signatures among sigs.
+func verifyAhead(sigs []ledger.Signature) verifiedSigs {
 	var ok verifiedSigs
-	for _, s := range p.Signatures(l.keyOf) {
-		if ed25519.Verify(s.PublicKey, s.Message, s.Sig) {
+	for _, s := range sigs {
+		if len(s.PublicKey) == ed25519.PublicKeySize && ed25519.Verify(s.PublicKey, s.Message, s.Sig) {
 			ok = append(ok, s)
 		}
 	}

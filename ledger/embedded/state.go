@@ -50,12 +50,18 @@ func (m stateMAC) seal(k string, v []byte) []byte {
 	return append(out, v...)
 }
 
-// open checks a stored value and returns a copy of its payload.
-func (m stateMAC) open(k string, stored []byte) ([]byte, error) {
+// check checks a stored value and returns its payload, not copied.
+func (m stateMAC) check(k string, stored []byte) ([]byte, error) {
 	if len(stored) < macSize || !hmac.Equal(stored[:macSize], m.sum(k, stored[macSize:])) {
 		return nil, fmt.Errorf("state value at %q fails its integrity check: %w", k, ErrCorrupt)
 	}
-	return bytes.Clone(stored[macSize:]), nil
+	return stored[macSize:], nil
+}
+
+// open checks a stored value and returns a copy of its payload.
+func (m stateMAC) open(k string, stored []byte) ([]byte, error) {
+	v, err := m.check(k, stored)
+	return bytes.Clone(v), err
 }
 
 // boltState is the contract's State over the state bucket of a bbolt
@@ -205,6 +211,16 @@ func (o *overlay) Range(start, end string, fn func(string, []byte) (bool, error)
 	}
 	_, err = emit("")
 	return err
+}
+
+// mergeInto moves the buffered writes into parent, an overlay the
+// transaction's overlay is stacked on: the same as flush when the base is
+// parent, without copying or sorting. o must not be used afterwards.
+func (o *overlay) mergeInto(parent *overlay) {
+	for k, w := range o.writes {
+		parent.writes[k] = w
+	}
+	o.writes = nil
 }
 
 // flush applies the buffered writes to the base in key order.

@@ -96,7 +96,7 @@ func TestVerifyFileNamesTheFirstBadBlock(t *testing.T) {
 				return err
 			}
 			f(b)
-			v, err := json.Marshal(b)
+			v, err := encodeBlock(b)
 			if err != nil {
 				return err
 			}
@@ -125,9 +125,20 @@ func TestVerifyFileNamesTheFirstBadBlock(t *testing.T) {
 		}), 7, false},
 		{"block time moved", editBlock(9, func(b *Block) { b.Time = b.Time.Add(time.Second) }), 9, false},
 		{"block deleted", func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketBlocks)).Delete(heightKey(8)) }, 8, false},
-		{"block not canonically encoded", func(tx *bolt.Tx) error {
+		{"block with bytes after its encoding", func(tx *bolt.Tx) error {
 			bk := tx.Bucket([]byte(bucketBlocks))
-			v := bytes.Replace(bytes.Clone(bk.Get(heightKey(5))), []byte(`"height"`), []byte(`"Height"`), 1)
+			return bk.Put(heightKey(5), append(bytes.Clone(bk.Get(heightKey(5))), 0))
+		}, 5, false},
+		{"block in the old JSON encoding", func(tx *bolt.Tx) error {
+			bk := tx.Bucket([]byte(bucketBlocks))
+			b, err := decodeBlock(bk.Get(heightKey(5)))
+			if err != nil {
+				return err
+			}
+			v, err := json.Marshal(b)
+			if err != nil {
+				return err
+			}
 			return bk.Put(heightKey(5), v)
 		}, 5, false},
 		{"block undecodable", func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketBlocks)).Put(heightKey(4), []byte("{not json")) }, 4, false},
