@@ -92,34 +92,44 @@ func runConcurrently(n int, f func(i int) error) (time.Duration, error) {
 }
 
 // writeProfile is what one acceptance writes: its state values (sizes
-// with their MACs) and its share of the block. shared marks the value all
-// acceptances of a request rewrite (the request itself), which a block
-// writes once whatever the number of acceptances in it.
+// with their MACs) and its share of the block. spread is, for each value, 0
+// when every acceptance writes its own key, or the number of keys the
+// acceptances of a request share (its escrow places): acceptance i writes
+// key i mod spread, and a block writes a key once however many of its
+// acceptances touch it.
 type writeProfile struct {
 	keys, values []int
-	shared       []bool
+	spread       []int
 	blockBytes   int
 }
 
 // profileAcceptances measures what the acceptances in the ledger wrote.
-func profileAcceptances(b *testing.B, l *Ledger, lic ledger.Licence, txs int) writeProfile {
+func profileAcceptances(b *testing.B, l *Ledger, lic ledger.Licence, places, txs int) writeProfile {
 	b.Helper()
 	var p writeProfile
+	placed := false
 	err := l.db.View(func(tx *bolt.Tx) error {
 		st := tx.Bucket([]byte(bucketState))
 		c := st.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			ks := string(k)
 			for _, want := range []string{"part/" + string(lic.Patient), "bal/" + string(lic.Patient), "lic/" + string(lic.Request) + "/" + string(lic.ID),
-				"licx/" + string(lic.ID), "plic/" + string(lic.Patient) + "/" + string(lic.ID), "req/" + string(lic.Request)} {
+				"licx/" + string(lic.ID), "plic/" + string(lic.Patient) + "/" + string(lic.ID)} {
 				if ks == want {
 					p.keys, p.values = append(p.keys, len(k)), append(p.values, len(v))
-					p.shared = append(p.shared, strings.HasPrefix(ks, "req/"))
+					p.spread = append(p.spread, 0)
 				}
 			}
 			if len(ks) > 6 && ks[:6] == "nonce/" && ks[6:6+len(lic.Patient)] == string(lic.Patient) {
 				p.keys, p.values = append(p.keys, len(k)), append(p.values, len(v))
-				p.shared = append(p.shared, false)
+				p.spread = append(p.spread, 0)
+			}
+			// One of the request's escrow places (the acceptance took one
+			// reward from one of them).
+			if !placed && strings.HasPrefix(ks, "place/"+string(lic.Request)+"/") {
+				placed = true
+				p.keys, p.values = append(p.keys, len(k)), append(p.values, len(v))
+				p.spread = append(p.spread, places)
 			}
 		}
 		var blockBytes int
@@ -182,7 +192,7 @@ func BenchmarkAcceptLicence(b *testing.B) {
 	} else {
 		first = ls[0]
 	}
-	prof := profileAcceptances(b, l, first, b.N+int(h0))
+	prof := profileAcceptances(b, l, first, ledger.EscrowPlaces(r.MaxParticipants), b.N+int(h0))
 	base := baselineAccept(b, prof, args)
 	b.ReportMetric(rate, "licences/s")
 	b.ReportMetric(base, "baseline/s")
@@ -250,8 +260,8 @@ func baselineAccept(b *testing.B, p writeProfile, args [][]byte) float64 {
 		sigs[i] = ledger.Signature{PublicKey: acc.PublicKey, Message: a.SigningBytes(), Sig: a.Sig}
 		for k := range p.keys {
 			n := uint64(i)
-			if p.shared[k] {
-				n = 0 // the same key for every transaction
+			if m := p.spread[k]; m > 0 {
+				n = uint64(i % m) // a key shared with other transactions
 			}
 			sum := sha256.Sum256(binary.BigEndian.AppendUint64([]byte{byte(k)}, n))
 			key := make([]byte, p.keys[k])
@@ -295,14 +305,14 @@ func baselineAccept(b *testing.B, p writeProfile, args [][]byte) float64 {
 			err := db.Update(func(tx *bolt.Tx) error {
 				type put struct{ key, value []byte }
 				var puts []put
-				for bi, j := range batch {
+				for _, j := range batch {
 					for k, key := range keys[j.i] {
-						if !p.shared[k] || bi == 0 {
-							puts = append(puts, put{key, values[k]})
-						}
+						puts = append(puts, put{key, values[k]})
 					}
 				}
 				slices.SortFunc(puts, func(a, b put) int { return bytes.Compare(a.key, b.key) })
+				// A key several transactions of the block wrote is written once.
+				puts = slices.CompactFunc(puts, func(a, b put) bool { return bytes.Equal(a.key, b.key) })
 				st := tx.Bucket([]byte("state"))
 				for _, w := range puts {
 					if err := st.Put(w.key, w.value); err != nil {
