@@ -2,12 +2,12 @@ package notebooks
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,52 +15,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	"github.com/medx/medx/cohorts"
-	"github.com/medx/medx/privacy"
+	"github.com/medx/medx/exchange/exchangetest"
+	"github.com/medx/medx/ledger"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
-
-// fakeRunner answers with real cohorts tables finalised from fixed
-// aggregate vectors, as the exchange does with noise off, and refuses
-// queries that do not parse. It keeps the epsilon each query asked for.
-type fakeRunner struct {
-	recorded []Provenance
-	epsilons []float64
-}
-
-func (f *fakeRunner) Query(_ context.Context, src string, epsilon float64) (*Output, error) {
-	q, err := cohorts.ParseQuery(src)
-	if err != nil {
-		return nil, err
-	}
-	f.epsilons = append(f.epsilons, epsilon)
-	lay := q.Layout()
-	vec := make([]int64, len(lay.Slots))
-	sup := make([]bool, len(vec))
-	for i, sl := range lay.Slots {
-		switch {
-		case sl.Kind == cohorts.SlotCount:
-			vec[i] = int64(40 + 7*i)
-		default:
-			vec[i] = int64(-25 * (i + 1)) // centred sums
-		}
-	}
-	sup[len(sup)-1] = true
-	t, err := q.Finalize(vec, sup)
-	if err != nil {
-		return nil, err
-	}
-	return &Output{Table: t, QueryID: "qry-0001", QueryHash: hashText(q.String()),
-		Disclosure: privacy.Disclosure{MinCell: 10, SuppressedSlots: []int{len(sup) - 1}, Mechanism: privacy.MechanismNone,
-			NoiseScales: make([]float64, len(vec)), EpsilonSpent: 0, EpsilonLeft: 1, KeyHolders: 3,
-			Differencing: &privacy.Differencing{Rule: privacy.DifferencingRule, Compared: 2}}}, nil
-}
-
-func (f *fakeRunner) Record(_ context.Context, p Provenance) (string, error) {
-	f.recorded = append(f.recorded, p)
-	return "nb-0001", nil
-}
 
 const testNotebook = "# Baseline\n\nText with <script>alert(1)</script> and **bold**.\n\n" +
 	"```medx name=counts epsilon=0.1\nSELECT COUNT(*) AS n, AVG(hba1c) AS a1c FROM cohort GROUP BY sex\n```\n\n" +
@@ -68,42 +27,56 @@ const testNotebook = "# Baseline\n\nText with <script>alert(1)</script> and **bo
 	"```medx name=a1c-hist\nSELECT HISTOGRAM(hba1c, 3, 6.5, 8, 20) AS hba1c FROM cohort GROUP BY sex\n```\n\n" +
 	"```medx name=broken\nSELECT hba1c FROM cohort\n```\n"
 
-// executeTest runs testNotebook with the fake runner at a fixed time.
-func executeTest(t *testing.T) (*Run, *fakeRunner) {
+// executeTest runs testNotebook through a real exchange at a fixed time.
+func executeTest(t *testing.T) (*Run, *exchangeRunner) {
 	t.Helper()
 	nb, err := Parse("baseline.md", []byte(testNotebook))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &fakeRunner{}
+	r := newExchangeRunner(t)
 	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	run, err := Execute(t.Context(), nb, r, func() time.Time { return clock })
 	if !errors.Is(err, ErrCellsFailed) {
 		t.Fatalf("Execute = %v, want ErrCellsFailed for the broken cell", err)
 	}
-	run.Request = "req-0001"
+	run.Request = string(r.req)
 	return run, r
 }
 
+// volatile matches what differs between two runs of one story: ids derived
+// from transaction ids.
+var volatile = regexp.MustCompile(`\b(req|qry|nb)-[0-9a-f]{16}\b`)
+
 func TestExecuteAndReport(t *testing.T) {
 	run, r := executeTest(t)
-	if run.Failed() != 1 || run.RecordID != "nb-0001" {
-		t.Errorf("failed %d, record %q", run.Failed(), run.RecordID)
+	if run.Failed() != 1 || run.RecordID == "" {
+		t.Fatalf("failed %d, record %q", run.Failed(), run.RecordID)
 	}
-	if diff := cmp.Diff([]float64{0.1, 0}, r.epsilons); diff != "" {
-		t.Errorf("epsilons asked (-want +got):\n%s", diff)
+	// Each cell asked for its own epsilon or the exchange's default, as the
+	// ledger's query records show.
+	var spent []ledger.Epsilon
+	for _, res := range run.Results[:2] {
+		q, err := r.f.Client.Query(t.Context(), ledger.QueryID(res.Output.QueryID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		spent = append(spent, q.EpsilonCharged)
 	}
-	if len(r.recorded) != 1 {
-		t.Fatalf("recorded %d runs, want 1", len(r.recorded))
+	if diff := cmp.Diff([]ledger.Epsilon{ledger.EpsilonFromFloat(0.1), ledger.EpsilonFromFloat(0.1)}, spent); diff != "" {
+		t.Errorf("epsilon charged per cell (-want +got):\n%s", diff)
 	}
-	prov := r.recorded[0]
+	rec := r.recorded(t, run.RecordID)
 	want := Provenance{NotebookHash: run.Notebook.Hash, Cells: []CellProvenance{
-		{Name: "counts", QueryID: "qry-0001", QueryHash: run.Results[0].Output.QueryHash, ResultHash: Publish(run.Results[0].Output.Table).Hash()},
-		{Name: "a1c-hist", QueryID: "qry-0001", QueryHash: run.Results[1].Output.QueryHash, ResultHash: Publish(run.Results[1].Output.Table).Hash()},
+		{Name: "counts", QueryID: run.Results[0].Output.QueryID, QueryHash: run.Results[0].Output.QueryHash, ResultHash: Publish(run.Results[0].Output.Table).Hash()},
+		{Name: "a1c-hist", QueryID: run.Results[1].Output.QueryID, QueryHash: run.Results[1].Output.QueryHash, ResultHash: Publish(run.Results[1].Output.Table).Hash()},
 		{Name: "broken", QueryHash: hashText("SELECT hba1c FROM cohort"), Error: run.Results[2].Err.Error()},
 	}}
-	if diff := cmp.Diff(want, prov); diff != "" {
-		t.Errorf("provenance (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, rec.Provenance); diff != "" {
+		t.Errorf("provenance on the ledger (-want +got):\n%s", diff)
+	}
+	if rec.Request != string(r.req) || rec.Sponsor != string(exchangetest.Sponsor) {
+		t.Errorf("recorded on %s by %s", rec.Request, rec.Sponsor)
 	}
 
 	var b bytes.Buffer
@@ -122,13 +95,13 @@ func TestExecuteAndReport(t *testing.T) {
 	if n := strings.Count(html, "<table"); n != 2 {
 		t.Errorf("report has %d tables, want 2 (one per successful cell)", n)
 	}
-	golden(t, "report.golden.html", b.Bytes())
+	golden(t, "report.golden.html", volatile.ReplaceAll(b.Bytes(), []byte("$1-ID")))
 
 	var nbb bytes.Buffer
 	if err := WriteIPYNB(&nbb, run); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "report.golden.ipynb", nbb.Bytes())
+	golden(t, "report.golden.ipynb", volatile.ReplaceAll(nbb.Bytes(), []byte("$1-ID")))
 }
 
 func golden(t *testing.T, name string, got []byte) {
@@ -224,7 +197,7 @@ func cellSummary(cs []*Cell) []string {
 
 func TestVerify(t *testing.T) {
 	run, r := executeTest(t)
-	rec := Recorded{ID: run.RecordID, Request: run.Request, Sponsor: "acme", Provenance: r.recorded[0]}
+	rec := r.recorded(t, run.RecordID)
 	var h, nb bytes.Buffer
 	if err := WriteHTML(&h, run); err != nil {
 		t.Fatal(err)
@@ -247,7 +220,7 @@ func TestVerify(t *testing.T) {
 		}, `cell "counts": the numbers shown are not those recorded`},
 		{"html suppressed value filled in", "r.html", h.Bytes(), func(s string) string {
 			return strings.Replace(s, "<td>suppressed</td>", "<td>12</td>", 1)
-		}, `cell "counts": the numbers shown are not those recorded`},
+		}, `: the numbers shown are not those recorded`},
 		{"html query edited", "r.html", h.Bytes(), func(s string) string {
 			return strings.Replace(s, "GROUP BY sex</code>", "GROUP BY vital_status</code>", 1)
 		}, `cell "counts": the query shown is not the notebook's`},
