@@ -37,13 +37,16 @@ func VerifySignature(pub ed25519.PublicKey, msg, sig []byte) bool {
 // on the caller's goroutine.
 func VerifySignatures(sigs []Signature) []bool {
 	ok := make([]bool, len(sigs))
-	if len(sigs) == 1 {
-		ok[0] = VerifySignature(sigs[0].PublicKey, sigs[0].Message, sigs[0].Sig)
-		return ok
-	}
 	var v *voi.BatchVerifier
 	for lo := 0; lo < len(sigs); lo += SigBatch {
 		chunk := sigs[lo:min(lo+SigBatch, len(sigs))]
+		if len(chunk) <= 2 {
+			// A batch of one or two costs more than verifying them alone.
+			for i, s := range chunk {
+				ok[lo+i] = VerifySignature(s.PublicKey, s.Message, s.Sig)
+			}
+			continue
+		}
 		if v == nil {
 			v = voi.NewBatchVerifierWithCapacity(len(chunk))
 		} else {
