@@ -15,10 +15,10 @@ import (
 var zip215 = &voi.Options{Verify: voi.VerifyOptionsZIP_215}
 
 // SigBatch is how many signatures VerifySignatures verifies together. A
-// batch of 128 costs less than half as much per signature as verifying
-// them one by one (measured: 16 against 33 µs with voi, 40 with
-// crypto/ed25519); larger ones save little more and leave fewer batches
-// to verify in parallel.
+// batch of 128 costs about half as much per signature as verifying them
+// one by one (measured: 16-18 against 33 µs with voi, 40 with
+// crypto/ed25519); larger ones save little more, leave fewer batches to
+// verify in parallel and cost more when one signature is bad.
 const SigBatch = 128
 
 // VerifySignature is the ledger's one rule for whether sig is pub's Ed25519
@@ -32,9 +32,9 @@ func VerifySignature(pub ed25519.PublicKey, msg, sig []byte) bool {
 
 // VerifySignatures reports for each signature whether VerifySignature
 // accepts it, verifying them together in batches of SigBatch; a batch
-// that fails is verified one by one to tell which are bad (so a bad
-// signature costs its batch what verifying it one by one would). It runs
-// on the caller's goroutine.
+// that fails is verified one by one to tell which are bad (so a batch
+// holding a bad signature costs about what verifying its signatures one
+// by one would, plus the failed batch). It runs on the caller's goroutine.
 func VerifySignatures(sigs []Signature) []bool {
 	ok := make([]bool, len(sigs))
 	var v *voi.BatchVerifier
@@ -76,7 +76,7 @@ func VerifySignatures(sigs []Signature) []bool {
 
 // SigChecker checks Ed25519 signatures for the contract. A backend that
 // verified a transaction's signatures ahead of applying it (in parallel,
-// on the submitter's goroutine) hands Invoke a checker that remembers them
+// in batches) hands Invoke a checker that remembers them
 // through TxContext.Sigs, so the single-threaded apply does not verify
 // them again. A nil checker means VerifySignature; any checker must answer
 // as VerifySignature does.

@@ -1,8 +1,9 @@
 // Package embedded is MedX's single-node ledger backend: it runs the
 // ledger.Contract in-process over bbolt. Transactions are group-committed:
 // everything queued when the executor is free becomes one block and one
-// durable bbolt commit; their signatures are verified beforehand, on
-// the submitters' goroutines. Execution and commit are pipelined: the
+// durable bbolt commit; their signatures are verified beforehand, in
+// batches (ledger.VerifySignatures) while the block is collected, on
+// goroutines of their own. Execution and commit are pipelined: the
 // next block executes while the previous one is written and fsynced, and
 // callers are answered only once their block is durable. Blocks are hash-linked, carry a Merkle root
 // of their transactions and are signed by the node key; state values carry
