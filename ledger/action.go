@@ -37,9 +37,9 @@ func (a Action) SigningBytes() []byte {
 	return b
 }
 
-// Verify checks the action's signature against pub.
+// Verify checks the action's signature against pub (VerifySignature).
 func (a Action) Verify(pub ed25519.PublicKey) error {
-	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, a.SigningBytes(), a.Sig) {
+	if !VerifySignature(pub, a.SigningBytes(), a.Sig) {
 		return fmt.Errorf("action %s by %s: %w", a.Fn, a.Actor, ErrBadSignature)
 	}
 	return nil

@@ -32,9 +32,9 @@ type TxContext struct {
 	// organisation on Fabric, the node on the embedded ledger). Actors
 	// sign their own actions; the submitter is not an actor.
 	Submitter string
-	// Sigs, if set, checks signatures instead of ed25519.Verify: a backend
+	// Sigs, if set, checks signatures instead of VerifySignature: a backend
 	// that verified them ahead passes a SigCache. It must answer exactly
-	// as ed25519.Verify would.
+	// as VerifySignature would.
 	Sigs SigChecker
 }
 

@@ -3,13 +3,83 @@ package ledger
 import (
 	"crypto/ed25519"
 	"sync"
+
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
+
+// zip215 selects ZIP-215 verification: cofactored, accepting
+// non-canonical and small-order points. It is the only semantics under
+// which verifying signatures together in a batch decides every signature
+// exactly as verifying it alone does, and it accepts every signature
+// RFC 8032 signers (crypto/ed25519, WebCrypto) produce. It is read only.
+var zip215 = &voi.Options{Verify: voi.VerifyOptionsZIP_215}
+
+// SigBatch is how many signatures VerifySignatures verifies together. A
+// batch of 128 costs about half as much per signature as verifying them
+// one by one (measured: 16-18 against 33 µs with voi, 40 with
+// crypto/ed25519); larger ones save little more, leave fewer batches to
+// verify in parallel and cost more when one signature is bad.
+const SigBatch = 128
+
+// VerifySignature is the ledger's one rule for whether sig is pub's Ed25519
+// signature of msg (ZIP-215). Every place that decides whether a signature
+// is valid (the contract, a backend verifying ahead, the audit replay)
+// decides with it or with VerifySignatures, which agrees with it, so that
+// no signature is accepted by one and refused by another.
+func VerifySignature(pub ed25519.PublicKey, msg, sig []byte) bool {
+	return len(pub) == ed25519.PublicKeySize && voi.VerifyWithOptions(voi.PublicKey(pub), msg, sig, zip215)
+}
+
+// VerifySignatures reports for each signature whether VerifySignature
+// accepts it, verifying them together in batches of SigBatch; a batch
+// that fails is verified one by one to tell which are bad (so a batch
+// holding a bad signature costs about what verifying its signatures one
+// by one would, plus the failed batch). It runs on the caller's goroutine.
+func VerifySignatures(sigs []Signature) []bool {
+	ok := make([]bool, len(sigs))
+	var v *voi.BatchVerifier
+	for lo := 0; lo < len(sigs); lo += SigBatch {
+		chunk := sigs[lo:min(lo+SigBatch, len(sigs))]
+		if len(chunk) <= 2 {
+			// A batch of one or two costs more than verifying them alone.
+			for i, s := range chunk {
+				ok[lo+i] = VerifySignature(s.PublicKey, s.Message, s.Sig)
+			}
+			continue
+		}
+		if v == nil {
+			v = voi.NewBatchVerifierWithCapacity(len(chunk))
+		} else {
+			v.Reset()
+		}
+		// Expanded keys only speed up the one-by-one verification of a
+		// failed batch; expanding them costs more than it saves.
+		v.ForceNoPublicKeyExpansion()
+		idx := make([]int, 0, len(chunk))
+		for i, s := range chunk {
+			if len(s.PublicKey) != ed25519.PublicKeySize {
+				continue // refused, and voi would panic
+			}
+			v.AddWithOptions(voi.PublicKey(s.PublicKey), s.Message, s.Sig, zip215)
+			idx = append(idx, lo+i)
+		}
+		if len(idx) == 0 {
+			continue
+		}
+		_, valid := v.Verify(nil)
+		for j, i := range idx {
+			ok[i] = valid[j]
+		}
+	}
+	return ok
+}
 
 // SigChecker checks Ed25519 signatures for the contract. A backend that
 // verified a transaction's signatures ahead of applying it (in parallel,
-// on the submitter's goroutine) hands Invoke a checker that remembers them
+// in batches) hands Invoke a checker that remembers them
 // through TxContext.Sigs, so the single-threaded apply does not verify
-// them again. A nil checker means ed25519.Verify.
+// them again. A nil checker means VerifySignature; any checker must answer
+// as VerifySignature does.
 type SigChecker interface {
 	Verify(pub ed25519.PublicKey, msg, sig []byte) bool
 }
@@ -41,14 +111,15 @@ func sigKey(pub ed25519.PublicKey, msg, sig []byte) string {
 	return string(append(b, msg...))
 }
 
-// Preverify verifies each signature and remembers the valid ones. It
-// returns how many were valid.
+// Preverify verifies the signatures together (VerifySignatures) and
+// remembers the valid ones. It returns how many were valid.
 func (c *SigCache) Preverify(sigs []Signature) int {
 	n := 0
-	for _, s := range sigs {
-		if len(s.PublicKey) != ed25519.PublicKeySize || !ed25519.Verify(s.PublicKey, s.Message, s.Sig) {
+	for i, valid := range VerifySignatures(sigs) {
+		if !valid {
 			continue
 		}
+		s := sigs[i]
 		c.mu.Lock()
 		c.ok[sigKey(s.PublicKey, s.Message, s.Sig)] = struct{}{}
 		c.mu.Unlock()
@@ -58,7 +129,7 @@ func (c *SigCache) Preverify(sigs []Signature) int {
 }
 
 // Verify reports whether sig is pub's signature of msg: true at once for
-// a signature Preverify found valid, else by ed25519.Verify.
+// a signature Preverify found valid, else by VerifySignature.
 func (c *SigCache) Verify(pub ed25519.PublicKey, msg, sig []byte) bool {
 	if len(pub) != ed25519.PublicKeySize {
 		return false
@@ -66,7 +137,7 @@ func (c *SigCache) Verify(pub ed25519.PublicKey, msg, sig []byte) bool {
 	c.mu.RLock()
 	_, ok := c.ok[sigKey(pub, msg, sig)]
 	c.mu.RUnlock()
-	return ok || ed25519.Verify(pub, msg, sig)
+	return ok || VerifySignature(pub, msg, sig)
 }
 
 // Forget drops every remembered signature.
@@ -76,7 +147,7 @@ func (c *SigCache) Forget() {
 	c.mu.Unlock()
 }
 
-// verifySig is ed25519.Verify through the transaction's checker, if any.
+// verifySig is VerifySignature through the transaction's checker, if any.
 func (tx TxContext) verifySig(pub ed25519.PublicKey, msg, sig []byte) bool {
 	if len(pub) != ed25519.PublicKeySize {
 		return false
@@ -84,7 +155,7 @@ func (tx TxContext) verifySig(pub ed25519.PublicKey, msg, sig []byte) bool {
 	if tx.Sigs != nil {
 		return tx.Sigs.Verify(pub, msg, sig)
 	}
-	return ed25519.Verify(pub, msg, sig)
+	return VerifySignature(pub, msg, sig)
 }
 
 // Signatures lists the signatures an Invoke of fn with args would check,

@@ -2,7 +2,11 @@ package ledger_test
 
 import (
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/medx/medx/ledger"
@@ -90,4 +94,129 @@ func TestSignatures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVerifySignaturesAgree checks that the ledger's one verification rule
+// decides every signature alike on every path: alone (VerifySignature, as
+// the contract checks), together with others (VerifySignatures, as the
+// embedded ledger and the audit verify ahead, at any position in a batch
+// and in batches that fail), through a SigCache, and through
+// Action.Verify; and that every crypto/ed25519 signature is valid under it.
+func TestVerifySignaturesAgree(t *testing.T) {
+	k := key("agree")
+	pub := k.Public().(ed25519.PublicKey)
+	msg := []byte("message")
+	good := ed25519.Sign(k, msg)
+	flip := func(b []byte, i int) []byte {
+		b = append([]byte(nil), b...)
+		b[i] ^= 1
+		return b
+	}
+	fromHex := func(s string) []byte {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	identity := fromHex("0100000000000000000000000000000000000000000000000000000000000000")
+	identityNonCanonical := fromHex("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f") // y = p+1
+	order8 := fromHex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+	zero := make([]byte, 32)
+	groupOrder := fromHex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010") // S = L: not reduced
+	cat := func(a, b []byte) []byte { return append(append([]byte(nil), a...), b...) }
+	tests := []struct {
+		name string
+		pub  []byte
+		msg  []byte
+		sig  []byte
+		want bool
+	}{
+		{"crypto/ed25519 signature", pub, msg, good, true},
+		{"R corrupted", pub, msg, flip(good, 3), false},
+		{"S corrupted", pub, msg, flip(good, 40), false},
+		{"another message", pub, []byte("other"), good, false},
+		{"another key", key("other").Public().(ed25519.PublicKey), msg, good, false},
+		{"short signature", pub, msg, good[:63], false},
+		{"short key", pub[:31], msg, good, false},
+		{"no signature", pub, msg, nil, false},
+		// Small-order keys: under ZIP-215 (cofactored) R = identity,
+		// S = 0 is a valid signature of any message by them.
+		{"identity key", identity, msg, cat(identity, zero), true},
+		{"identity key, non-canonical encoding", identityNonCanonical, msg, cat(identity, zero), true},
+		{"order-8 key", order8, msg, cat(identity, zero), true},
+		{"order-8 key, order-8 R", order8, msg, cat(order8, zero), true},
+		{"identity key, S not reduced", identity, msg, cat(identity, groupOrder), false},
+		{"real key, small-order forgery", pub, msg, cat(identity, zero), false},
+	}
+	// Good signatures by many keys to batch the cases with.
+	var fill []ledger.Signature
+	for i := range 2*ledger.SigBatch + 5 {
+		fk := key(fmt.Sprint("fill-", i))
+		m := []byte(fmt.Sprint("fill message ", i))
+		fill = append(fill, ledger.Signature{PublicKey: fk.Public().(ed25519.PublicKey), Message: m, Sig: ed25519.Sign(fk, m)})
+	}
+	for _, ok := range ledger.VerifySignatures(fill) {
+		if !ok {
+			t.Fatal("a crypto/ed25519 signature is refused")
+		}
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ledger.Signature{PublicKey: tc.pub, Message: tc.msg, Sig: tc.sig}
+			if got := ledger.VerifySignature(tc.pub, tc.msg, tc.sig); got != tc.want {
+				t.Fatalf("VerifySignature = %v, want %v", got, tc.want)
+			}
+			if got := ledger.VerifySignatures([]ledger.Signature{s}); got[0] != tc.want {
+				t.Errorf("VerifySignatures of it alone = %v, want %v", got[0], tc.want)
+			}
+			for _, at := range []int{0, 7, ledger.SigBatch - 1, ledger.SigBatch, len(fill)} {
+				batch := slices.Insert(slices.Clone(fill), at, s)
+				got := ledger.VerifySignatures(batch)
+				for i, ok := range got {
+					if want := i != at || tc.want; ok != want {
+						t.Errorf("case at %d of a batch of %d: signature %d verifies %v, want %v", at, len(batch), i, ok, want)
+					}
+				}
+			}
+			c := ledger.NewSigCache()
+			if n := c.Preverify([]ledger.Signature{s, fill[0]}); n != 1+map[bool]int{true: 1}[tc.want] {
+				t.Errorf("Preverify found %d valid", n)
+			}
+			if c.Verify(tc.pub, tc.msg, tc.sig) != tc.want || ledger.NewSigCache().Verify(tc.pub, tc.msg, tc.sig) != tc.want {
+				t.Error("SigCache.Verify disagrees")
+			}
+			if len(tc.pub) == ed25519.PublicKeySize {
+				if stdlib := ed25519.Verify(tc.pub, tc.msg, tc.sig); stdlib && !tc.want {
+					t.Error("crypto/ed25519 accepts a signature the ledger refuses")
+				}
+			}
+		})
+	}
+	t.Run("Action.Verify", func(t *testing.T) {
+		s := signer("agree")
+		a, err := s.Sign(ledger.FnMint, ledger.MintArgs{To: "x", Amount: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Verify(s.Public()); err != nil {
+			t.Errorf("a signed action: %v", err)
+		}
+		a.Sig = flip(a.Sig, 10)
+		if err := a.Verify(s.Public()); !errors.Is(err, ledger.ErrBadSignature) {
+			t.Errorf("a corrupted action: %v, want ErrBadSignature", err)
+		}
+	})
+	t.Run("batches with several bad signatures", func(t *testing.T) {
+		batch := slices.Clone(fill)
+		bad := map[int]bool{1: true, ledger.SigBatch + 2: true, ledger.SigBatch + 3: true, len(batch) - 1: true}
+		for i := range bad {
+			batch[i].Sig = flip(batch[i].Sig, 5)
+		}
+		for i, ok := range ledger.VerifySignatures(batch) {
+			if ok == bad[i] {
+				t.Errorf("signature %d verifies %v, want %v", i, ok, !bad[i])
+			}
+		}
+	})
 }

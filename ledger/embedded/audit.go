@@ -449,16 +449,26 @@ func (a *auditor) prepare(it *item) {
 	it.hash = b.Hash()
 	it.sigs = make([]verifiedSigs, len(b.Txs))
 	it.preps = make([]*ledger.Prepared, len(b.Txs))
+	want := make([][]ledger.Signature, len(b.Txs))
+	var all []ledger.Signature
 	for i, t := range b.Txs {
 		it.preps[i] = a.contract.Prepare(t.Fn, t.Args)
 		sigs := it.preps[i].Signatures(a.keyOf)
+		want[i] = sigs
+		all = append(all, sigs...)
 		if t.Fn == ledger.FnAcceptOffer && len(sigs) > 0 && len(sigs[0].PublicKey) == ed25519.PublicKeySize {
 			// The pseudonym's own key signs its acceptance.
 			a.keys.Store(ledger.PseudonymID(sigs[0].PublicKey), sigs[0].PublicKey)
 		} else {
 			a.hint(t)
 		}
-		it.sigs[i] = verifyAhead(sigs)
+	}
+	// The block's signatures are verified together; the replay checks
+	// any other one alone, by the same rule.
+	ok := ledger.VerifySignatures(all)
+	for i, sigs := range want {
+		it.sigs[i] = validOf(sigs, ok[:len(sigs)])
+		ok = ok[len(sigs):]
 	}
 }
 

@@ -153,7 +153,8 @@ func profileAcceptances(b *testing.B, l *Ledger, lic ledger.Licence, places, txs
 // from many concurrent submitters, and in the same run the physical
 // baseline: raw bbolt puts of the same sizes under the same group commit
 // (fsync on) plus one Ed25519 verification per transaction, with the same
-// concurrency.
+// concurrency; that verification by crypto/ed25519 (x-baseline) or by the
+// ledger's batch verification (x-baseline-batch).
 func BenchmarkAcceptLicence(b *testing.B) {
 	ctx := context.Background()
 	l, err := Open(filepath.Join(b.TempDir(), "ledger.db"), testKey("node"), Options{MaxBatch: benchBatch})
@@ -193,10 +194,13 @@ func BenchmarkAcceptLicence(b *testing.B) {
 		first = ls[0]
 	}
 	prof := profileAcceptances(b, l, first, ledger.EscrowPlaces(r.MaxParticipants), b.N+int(h0))
-	base := baselineAccept(b, prof, args)
+	base := baselineAccept(b, prof, args, false)
+	baseBatch := baselineAccept(b, prof, args, true)
 	b.ReportMetric(rate, "licences/s")
 	b.ReportMetric(base, "baseline/s")
 	b.ReportMetric(rate/base, "x-baseline")
+	b.ReportMetric(baseBatch, "baseline-batch/s")
+	b.ReportMetric(rate/baseBatch, "x-baseline-batch")
 	b.ReportMetric(float64(b.N)/float64(max(blocks, 1)), "tx/block")
 }
 
@@ -227,8 +231,13 @@ func newCastB(b *testing.B, be ledger.Backend) cast {
 // under the same group commit (one bbolt transaction and fsync per batch
 // of up to 256, its puts in key order, the request's value once per batch
 // as the ledger writes it), with the same concurrency and bbolt options.
-// It returns transactions/s.
-func baselineAccept(b *testing.B, p writeProfile, args [][]byte) float64 {
+// The signature is verified by crypto/ed25519 on the submitter's
+// goroutine or, if batch, by the ledger's batch verification: a stage in
+// front of the committer takes what is queued, up to ledger.SigBatch,
+// verifies it together (ledger.VerifySignatures) on a goroutine of its
+// own and queues it for the committer, so that verification runs in
+// parallel and while the committer writes. It returns transactions/s.
+func baselineAccept(b *testing.B, p writeProfile, args [][]byte, batch bool) float64 {
 	b.Helper()
 	db, err := bolt.Open(filepath.Join(b.TempDir(), "baseline.db"), 0o600, boltOptions())
 	if err != nil {
@@ -280,6 +289,44 @@ func baselineAccept(b *testing.B, p writeProfile, args [][]byte) float64 {
 	queue := make(chan job, 4*benchBatch)
 	stop := make(chan struct{})
 	var committer sync.WaitGroup
+	verifyQueue := make(chan job, 4*benchBatch)
+	if batch {
+		committer.Add(1)
+		go func() {
+			defer committer.Done()
+			for {
+				var group []job
+				select {
+				case j := <-verifyQueue:
+					group = append(group, j)
+				case <-stop:
+					return
+				}
+			fill:
+				for len(group) < ledger.SigBatch {
+					select {
+					case j := <-verifyQueue:
+						group = append(group, j)
+					default:
+						break fill
+					}
+				}
+				go func() {
+					gs := make([]ledger.Signature, len(group))
+					for k, j := range group {
+						gs[k] = sigs[j.i]
+					}
+					for k, ok := range ledger.VerifySignatures(gs) {
+						if !ok {
+							group[k].done <- fmt.Errorf("baseline: signature %d does not verify", group[k].i)
+							continue
+						}
+						queue <- group[k]
+					}
+				}()
+			}
+		}()
+	}
 	committer.Add(1)
 	go func() {
 		defer committer.Done()
@@ -327,10 +374,14 @@ func baselineAccept(b *testing.B, p writeProfile, args [][]byte) float64 {
 		}
 	}()
 	d, err := runConcurrently(len(args), func(i int) error {
+		done := make(chan error, 1)
+		if batch {
+			verifyQueue <- job{i: i, done: done}
+			return <-done
+		}
 		if s := sigs[i]; !ed25519.Verify(s.PublicKey, s.Message, s.Sig) {
 			return fmt.Errorf("baseline: signature %d does not verify", i)
 		}
-		done := make(chan error, 1)
 		queue <- job{i: i, done: done}
 		return <-done
 	})
@@ -346,7 +397,9 @@ func baselineAccept(b *testing.B, p writeProfile, args [][]byte) float64 {
 // acceptances (replaying every transaction and checking every signature)
 // against raw Ed25519 verification of the same signatures (the node's
 // block signatures, the patients' and the custodians') in the same run,
-// with the same number of cores.
+// with the same number of cores: one by one with crypto/ed25519
+// (x-baseline) and in batches with the ledger's batch verification
+// (x-baseline-batch).
 func BenchmarkAuditVerify(b *testing.B) {
 	ctx := context.Background()
 	n := b.N
@@ -415,7 +468,25 @@ func BenchmarkAuditVerify(b *testing.B) {
 		b.Fatal(err)
 	}
 	raw := float64(txs) / time.Since(start).Seconds()
+
+	// Raw batch verification of the same signatures (ledger.SigBatch
+	// together, as the audit verifies them), on every core.
+	start = time.Now()
+	if _, err := runConcurrently((len(sigs)+ledger.SigBatch-1)/ledger.SigBatch, func(i int) error {
+		lo := i * ledger.SigBatch
+		for k, ok := range ledger.VerifySignatures(sigs[lo:min(lo+ledger.SigBatch, len(sigs))]) {
+			if !ok {
+				return fmt.Errorf("signature %d does not verify", lo+k)
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	rawBatch := float64(txs) / time.Since(start).Seconds()
 	b.ReportMetric(rate, "tx/s")
 	b.ReportMetric(raw, "raw-tx/s")
 	b.ReportMetric(rate/raw, "x-baseline")
+	b.ReportMetric(rawBatch, "raw-batch-tx/s")
+	b.ReportMetric(rate/rawBatch, "x-baseline-batch")
 }

@@ -86,7 +86,7 @@ func (b *Block) check(nodeKey ed25519.PublicKey) error {
 	if err != nil {
 		return fmt.Errorf("block %d: %w", b.Height, err)
 	}
-	if !ed25519.Verify(nodeKey, h[:], b.Sig) {
+	if !ledger.VerifySignature(nodeKey, h[:], b.Sig) {
 		return fmt.Errorf("block %d: bad node signature", b.Height)
 	}
 	return nil

@@ -1,8 +1,9 @@
 // Package embedded is MedX's single-node ledger backend: it runs the
 // ledger.Contract in-process over bbolt. Transactions are group-committed:
 // everything queued when the executor is free becomes one block and one
-// durable bbolt commit; their signatures are verified beforehand, on
-// the submitters' goroutines. Execution and commit are pipelined: the
+// durable bbolt commit; their signatures are verified beforehand, in
+// batches (ledger.VerifySignatures) while the block is collected, on
+// goroutines of their own. Execution and commit are pipelined: the
 // next block executes while the previous one is written and fsynced, and
 // callers are answered only once their block is durable. Blocks are hash-linked, carry a Merkle root
 // of their transactions and are signed by the node key; state values carry
@@ -106,9 +107,10 @@ type pending struct {
 	id   string // the transaction id
 	fn   string
 	args [][]byte
-	prep *ledger.Prepared // decoded on the submitter's goroutine
-	sigs verifiedSigs     // verified on the submitter's goroutine
-	resp chan outcome     // buffered: the committer never blocks on it
+	prep *ledger.Prepared   // decoded on the submitter's goroutine
+	want []ledger.Signature // the signatures it will check, listed on the submitter's goroutine
+	sigs verifiedSigs       // those of want found valid, by the committer's verifier before it runs
+	resp chan outcome       // buffered: the committer never blocks on it
 }
 
 type outcome struct {
@@ -284,15 +286,15 @@ func (l *Ledger) SubmitTx(ctx context.Context, fn string, args ...[]byte) (Recei
 		return Receipt{}, fmt.Errorf("submit %s: %w", fn, ErrClosed)
 	default:
 	}
-	// The call is decoded and its signatures verified here, on the
-	// caller's goroutine and so in parallel across callers; the single
-	// committer only applies it.
+	// The call is decoded and its signatures listed here, on the
+	// caller's goroutine and so in parallel across callers; the committer
+	// verifies the signatures of a batch together (verifier) and applies it.
 	id, err := newTxID(fn, args)
 	if err != nil {
 		return Receipt{}, fmt.Errorf("submit %s: %w", fn, err)
 	}
 	prep := l.contract.Prepare(fn, args)
-	p := &pending{ctx: ctx, id: id, fn: fn, args: args, prep: prep, sigs: l.preverify(prep), resp: make(chan outcome, 1)}
+	p := &pending{ctx: ctx, id: id, fn: fn, args: args, prep: prep, want: prep.Signatures(l.keyOf), resp: make(chan outcome, 1)}
 	select {
 	case l.queue <- p:
 	case <-l.closing:
@@ -455,6 +457,8 @@ func (l *Ledger) commitLoop() {
 		// While a block is being written, the batch grows until it is
 		// full or the write is done; then it takes what is queued.
 		batch := []*pending{first}
+		var ver verifier
+		ver.add(first)
 		var writing <-chan struct{}
 		if inflight != nil {
 			writing = inflight.done
@@ -465,6 +469,7 @@ func (l *Ledger) commitLoop() {
 				select {
 				case p := <-l.queue:
 					batch = append(batch, p)
+					ver.add(p)
 				default:
 					break collect
 				}
@@ -473,12 +478,14 @@ func (l *Ledger) commitLoop() {
 			select {
 			case p := <-l.queue:
 				batch = append(batch, p)
+				ver.add(p)
 			case <-writing:
 				writing = nil
 			case <-l.closing:
 				break collect
 			}
 		}
+		ver.wait()
 		base := inflight
 		if base != nil {
 			select {
@@ -638,20 +645,64 @@ func (l *Ledger) write(bl *built) {
 	}
 }
 
-// preverify verifies ahead the signatures an invocation will check.
-func (l *Ledger) preverify(p *ledger.Prepared) verifiedSigs {
-	return verifyAhead(p.Signatures(l.keyOf))
+// verifier verifies the signatures of the transactions of a batch while
+// the batch is collected (and the previous block written): each time the
+// transactions added since the last group list ledger.SigBatch signatures,
+// it verifies them together (ledger.VerifySignatures) on a goroutine of
+// their own, so that groups are verified in parallel.
+type verifier struct {
+	group []*pending
+	n     int // signatures listed by group
+	wg    sync.WaitGroup
 }
 
-// verifyAhead returns the valid signatures among sigs.
-func verifyAhead(sigs []ledger.Signature) verifiedSigs {
-	var ok verifiedSigs
-	for _, s := range sigs {
-		if len(s.PublicKey) == ed25519.PublicKeySize && ed25519.Verify(s.PublicKey, s.Message, s.Sig) {
-			ok = append(ok, s)
+// add adds a transaction of the batch.
+func (v *verifier) add(p *pending) {
+	v.group = append(v.group, p)
+	v.n += len(p.want)
+	if v.n >= ledger.SigBatch {
+		g := v.group
+		v.group, v.n = nil, 0
+		v.wg.Add(1)
+		go func() {
+			defer v.wg.Done()
+			verifyGroup(g)
+		}()
+	}
+}
+
+// wait verifies the last group on the caller's goroutine and waits for
+// the others: then every transaction added has its sigs.
+func (v *verifier) wait() {
+	if v.n > 0 {
+		verifyGroup(v.group)
+	}
+	v.group, v.n = nil, 0
+	v.wg.Wait()
+}
+
+// verifyGroup sets each transaction's sigs to the valid ones of its want.
+func verifyGroup(ps []*pending) {
+	var sigs []ledger.Signature
+	for _, p := range ps {
+		sigs = append(sigs, p.want...)
+	}
+	ok := ledger.VerifySignatures(sigs)
+	for _, p := range ps {
+		p.sigs = validOf(p.want, ok[:len(p.want)])
+		ok = ok[len(p.want):]
+	}
+}
+
+// validOf returns the signatures of sigs that ok marks valid.
+func validOf(sigs []ledger.Signature, ok []bool) verifiedSigs {
+	var v verifiedSigs
+	for i, s := range sigs {
+		if ok[i] {
+			v = append(v, s)
 		}
 	}
-	return ok
+	return v
 }
 
 // keyOf returns a registered participant's key, from a cache filled from
@@ -689,7 +740,7 @@ func (v verifiedSigs) Verify(pub ed25519.PublicKey, msg, sig []byte) bool {
 			return true
 		}
 	}
-	return ed25519.Verify(pub, msg, sig)
+	return ledger.VerifySignature(pub, msg, sig)
 }
 
 // boltOptions are the options the node opens its file with. The freelist
