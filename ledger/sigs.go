@@ -1,9 +1,12 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	"fmt"
 	"sync"
 
+	"github.com/oasisprotocol/curve25519-voi/curve"
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
@@ -189,6 +192,34 @@ func (p *Prepared) Signatures(keyOf func(ParticipantID) ed25519.PublicKey) []Sig
 	}
 	if k := keyOf(a.Actor); k != nil {
 		return []Signature{{PublicKey: k, Message: p.signing, Sig: a.Sig}}
+	}
+	return nil
+}
+
+// CheckPublicKey refuses an Ed25519 public key no honest signer has: the
+// wrong length, not the canonical encoding of a curve point, or a point of
+// small order. Under ZIP-215 a small-order key "signs" any message with
+// R = identity and S = 0, so the contract refuses such keys wherever a
+// participant or a pseudonym key is registered.
+func CheckPublicKey(pub []byte) error {
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("public key must be %d bytes: %w", ed25519.PublicKeySize, ErrInvalid)
+	}
+	var c curve.CompressedEdwardsY
+	if _, err := c.SetBytes(pub); err != nil {
+		return fmt.Errorf("public key: %w: %w", ErrInvalid, err)
+	}
+	var p curve.EdwardsPoint
+	if _, err := p.SetCompressedY(&c); err != nil {
+		return fmt.Errorf("public key is not a curve point: %w", ErrInvalid)
+	}
+	var back curve.CompressedEdwardsY
+	back.SetEdwardsPoint(&p)
+	if !bytes.Equal(back[:], pub) {
+		return fmt.Errorf("public key is not canonically encoded: %w", ErrInvalid)
+	}
+	if p.IsSmallOrder() {
+		return fmt.Errorf("public key is a point of small order: %w", ErrInvalid)
 	}
 	return nil
 }

@@ -220,3 +220,35 @@ func TestVerifySignaturesAgree(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckPublicKey refuses the keys under which ZIP-215 accepts a forged
+// signature, and keys that are no canonical point, and accepts real keys.
+func TestCheckPublicKey(t *testing.T) {
+	pub := key("real").Public().(ed25519.PublicKey)
+	fromHex := func(s string) []byte {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	notOnCurve := fromHex("0200000000000000000000000000000000000000000000000000000000000000")
+	for _, tc := range []struct {
+		name string
+		pub  []byte
+		ok   bool
+	}{
+		{"real key", pub, true},
+		{"identity", fromHex("0100000000000000000000000000000000000000000000000000000000000000"), false},
+		{"identity, non-canonical", fromHex("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"), false},
+		{"order 8", fromHex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"), false},
+		{"not on the curve", notOnCurve, false},
+		{"short", pub[:31], false},
+		{"empty", nil, false},
+	} {
+		err := ledger.CheckPublicKey(tc.pub)
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ledger.ErrInvalid)) {
+			t.Errorf("%s: CheckPublicKey = %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}
