@@ -184,8 +184,18 @@ const (
 
 // Contract is the MedX state machine. It is deterministic: everything it
 // derives comes from the TxContext and the State, so every replica computes
-// the same writes and results. It has no fields; the zero value is ready.
-type Contract struct{}
+// the same writes and results. The zero value is ready; NewContract returns
+// one that also remembers the records it decoded.
+type Contract struct {
+	cache *recordCache // nil: decode every record read
+}
+
+// NewContract returns a Contract that remembers the participant and
+// request records its invocations decode, keyed by their exact stored
+// bytes, so that reading an unchanged record again needs no decoding. It
+// computes exactly what Contract{} computes, and is safe for concurrent
+// use; a backend keeps one for its lifetime.
+func NewContract() Contract { return Contract{cache: newRecordCache()} }
 
 // Invoke runs a state-changing function. args must be exactly one
 // JSON-encoded Action with Fn == fn, signed by its actor. Nothing is written
@@ -200,11 +210,11 @@ func (ct Contract) Invoke(tx TxContext, st State, fn string, args [][]byte) (res
 // InvokePrepared is Invoke of a call decoded ahead by Prepare: Invoke(tx,
 // st, fn, args) and InvokePrepared(tx, st, Prepare(fn, args)) are the same
 // in every result, event, write and error. A Prepared is used once.
-func (Contract) InvokePrepared(tx TxContext, st State, p *Prepared) (result []byte, ev *Event, err error) {
+func (ct Contract) InvokePrepared(tx TxContext, st State, p *Prepared) (result []byte, ev *Event, err error) {
 	if p.err != nil {
 		return nil, nil, p.err
 	}
-	c := &call{tx: tx, ts: tx.Timestamp.UTC(), st: st, act: p.act, acceptance: p.acceptance}
+	c := &call{tx: tx, ts: tx.Timestamp.UTC(), st: st, cache: ct.cache, act: p.act, acceptance: p.acceptance}
 	if err := c.authenticate(p); err != nil {
 		return nil, nil, err
 	}
@@ -276,6 +286,7 @@ type call struct {
 	tx     TxContext
 	ts     time.Time
 	st     State
+	cache  *recordCache // the contract's; nil for none
 	act    Action
 	actor  Participant // the registered actor; zero for Bootstrap and AcceptOffer
 	writes []write
@@ -386,7 +397,7 @@ func (p *Prepared) decode(args [][]byte) error {
 func (c *call) authenticate(p *Prepared) error {
 	fn, a, pub := p.fn, c.act, p.pub
 	if pub == nil {
-		reg, err := getParticipant(c.st, a.Actor)
+		reg, err := c.participant(a.Actor)
 		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%s: actor %q is not registered: %w", fn, a.Actor, ErrForbidden)
 		}
@@ -491,28 +502,10 @@ func getJSON(st State, k string, v any) (bool, error) {
 }
 
 func getParticipant(st State, id ParticipantID) (Participant, error) {
-	var p Participant
-	ok, err := getJSON(st, key(pParticipant, string(id)), &p)
-	if err != nil {
-		return Participant{}, err
-	}
-	if !ok {
-		return Participant{}, fmt.Errorf("participant %q: %w", id, ErrNotFound)
-	}
-	return p, nil
+	return readParticipant(nil, st, id)
 }
 
-func getRequest(st State, id RequestID) (Request, error) {
-	var r Request
-	ok, err := getJSON(st, key(pRequest, string(id)), &r)
-	if err != nil {
-		return Request{}, err
-	}
-	if !ok {
-		return Request{}, fmt.Errorf("request %q: %w", id, ErrNotFound)
-	}
-	return r, nil
-}
+func getRequest(st State, id RequestID) (Request, error) { return readRequest(nil, st, id) }
 
 func getAmount(st State, k string) (Amount, error) {
 	b, err := st.Get(k)

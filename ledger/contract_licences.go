@@ -17,7 +17,7 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 	pn := c.act.Actor
 	pub := ed25519.PublicKey(a.PublicKey)
 	// One key per study: the pseudonym's first action is its acceptance.
-	if _, err := getParticipant(c.st, pn); !isNotFound(err) {
+	if _, err := c.participant(pn); !isNotFound(err) {
 		return nil, nil, fmt.Errorf("accept: pseudonym %s: %w", pn, orExists(err))
 	}
 	r, err := c.lookupRequest(a.Terms.Request, "accept")
@@ -82,7 +82,7 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 // checkCertificate verifies that a registered custodian certified pub as
 // one of its patients' keys for request req.
 func (c *call) checkCertificate(cert Certificate, req RequestID, pub ed25519.PublicKey) error {
-	cust, err := getParticipant(c.st, cert.Custodian)
+	cust, err := c.participant(cert.Custodian)
 	if isNotFound(err) {
 		return fmt.Errorf("accept: certificate by unknown participant %q: %w", cert.Custodian, ErrBadSignature)
 	}
