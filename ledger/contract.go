@@ -348,8 +348,18 @@ func (p *Prepared) decode(args [][]byte) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%s: want 1 argument (a signed action), got %d: %w", fn, len(args), ErrInvalid)
 	}
-	if err := decodeStrict(args[0], &p.act); err != nil {
-		return fmt.Errorf("%s: decode action: %w", fn, err)
+	// An acceptance in canonical form is decoded, payload and all, without
+	// encoding/json; anything else goes through decodeStrict.
+	var acc *Acceptance
+	if fn == FnAcceptOffer {
+		if act, c, ok := decodeCanonicalAccept(args[0]); ok {
+			p.act, acc = act, c
+		}
+	}
+	if acc == nil {
+		if err := decodeStrict(args[0], &p.act); err != nil {
+			return fmt.Errorf("%s: decode action: %w", fn, err)
+		}
 	}
 	a := p.act
 	if a.Fn != fn {
@@ -370,9 +380,11 @@ func (p *Prepared) decode(args [][]byte) error {
 		}
 		p.pub = b.PublicKey
 	case FnAcceptOffer:
-		acc := new(Acceptance)
-		if err := decodeStrict(a.Payload, acc); err != nil {
-			return fmt.Errorf("%s: decode payload: %w", fn, err)
+		if acc == nil {
+			acc = new(Acceptance)
+			if err := decodeStrict(a.Payload, acc); err != nil {
+				return fmt.Errorf("%s: decode payload: %w", fn, err)
+			}
 		}
 		p.acceptance = acc // decoded once
 		if len(acc.PublicKey) != ed25519.PublicKeySize {
