@@ -455,7 +455,7 @@ func (c *call) requireRole(roles ...Role) error {
 
 // event builds an Event with a JSON payload.
 func event(name string, p EventPayload) (*Event, error) {
-	b, err := json.Marshal(p)
+	b, err := encodeEventPayload(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode event %s: %w", name, err)
 	}

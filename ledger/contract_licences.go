@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -63,10 +62,12 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 		Granted:   c.ts,
 		Expires:   c.ts.Add(time.Duration(r.LicenceSeconds) * time.Second),
 	}
-	if err := c.putJSON(key(pParticipant, string(pn)), part); err != nil {
-		return nil, nil, err
+	pb, err := encodeParticipant(part)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode participant %s: %w", pn, err)
 	}
-	lb, err := json.Marshal(lic)
+	c.put(key(pParticipant, string(pn)), pb)
+	lb, err := encodeLicence(lic)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode licence %s: %w", id, err)
 	}
