@@ -214,7 +214,8 @@ func (ct Contract) InvokePrepared(tx TxContext, st State, p *Prepared) (result [
 	if p.err != nil {
 		return nil, nil, p.err
 	}
-	c := &call{tx: tx, ts: tx.Timestamp.UTC(), st: st, cache: ct.cache, act: p.act, acceptance: p.acceptance}
+	c := &call{tx: tx, ts: tx.Timestamp.UTC(), st: st, cache: ct.cache, act: p.act, acceptance: p.acceptance,
+		writes: make([]write, 0, 8)} // an acceptance writes 7 keys with its nonce
 	if err := c.authenticate(p); err != nil {
 		return nil, nil, err
 	}
