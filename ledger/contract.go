@@ -583,6 +583,10 @@ func rangeJSON[T any](st State, prefix string) ([]T, error) {
 	out := []T{}
 	err := st.Range(prefix, prefixEnd(prefix), func(k string, v []byte) (bool, error) {
 		var t T
+		if decodeCanonicalRecord(&t, v) {
+			out = append(out, t)
+			return true, nil
+		}
 		if err := json.Unmarshal(v, &t); err != nil {
 			return false, fmt.Errorf("decode %s: %w", k, err)
 		}

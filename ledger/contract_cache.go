@@ -77,8 +77,10 @@ func getCached[T any](rc *recordCache, st State, k string, clone func(T) T) (T, 
 			return clone(c.(T)), true, nil
 		}
 	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return v, false, fmt.Errorf("decode %s: %w", k, err)
+	if !decodeCanonicalRecord(&v, b) {
+		if err := json.Unmarshal(b, &v); err != nil {
+			return v, false, fmt.Errorf("decode %s: %w", k, err)
+		}
 	}
 	if rc != nil {
 		rc.store(k, b, clone(v))

@@ -3,6 +3,7 @@ package ledger
 import (
 	"encoding/base64"
 	"strconv"
+	"time"
 )
 
 // decodeCanonicalAccept decodes an AcceptOffer action, and its payload,
@@ -168,4 +169,92 @@ func (s *canon) int() int64 {
 	}
 	s.i = j
 	return n
+}
+
+// decodeCanonicalRecord decodes b into *v, a *Licence or *Participant,
+// when b is in the form json.Marshal (and encodeLicence, encodeParticipant)
+// gives it, with the result json.Unmarshal gives; it reports false, and
+// leaves *v alone, for any other type or form. Summaries and query
+// authorisations decode every licence of a request, or of the ledger.
+func decodeCanonicalRecord(v any, b []byte) bool {
+	s := canon{b: b}
+	switch v := v.(type) {
+	case *Licence:
+		var l Licence
+		s.lit(`{"id":`)
+		l.ID = LicenceID(s.str())
+		s.lit(`,"request":`)
+		l.Request = RequestID(s.str())
+		s.lit(`,"patient":`)
+		l.Patient = ParticipantID(s.str())
+		s.lit(`,"custodian":`)
+		l.Custodian = ParticipantID(s.str())
+		s.lit(`,"scope":`)
+		l.Scope = s.strs()
+		s.lit(`,"reward":`)
+		l.Reward = Amount(s.int())
+		s.lit(`,"granted":`)
+		l.Granted = s.time()
+		s.lit(`,"expires":`)
+		l.Expires = s.time()
+		if s.try(`,"revoked":`) {
+			t := s.time()
+			l.Revoked = &t
+		}
+		s.lit(`}`)
+		if s.bad || s.i != len(b) {
+			return false
+		}
+		*v = l
+	case *Participant:
+		var p Participant
+		s.lit(`{"id":`)
+		p.ID = ParticipantID(s.str())
+		s.lit(`,"role":`)
+		p.Role = Role(s.str())
+		if s.try(`,"name":`) {
+			p.Name = s.str()
+		}
+		s.lit(`,"publicKey":`)
+		if !s.try(`null`) {
+			p.PublicKey = s.bytes()
+		}
+		if s.try(`,"custodian":`) {
+			p.Custodian = ParticipantID(s.str())
+		}
+		s.lit(`,"registered":`)
+		p.Registered = s.time()
+		s.lit(`}`)
+		if s.bad || s.i != len(b) {
+			return false
+		}
+		*v = p
+	default:
+		return false
+	}
+	return true
+}
+
+// try consumes t if it comes next, and reports whether it did.
+func (s *canon) try(t string) bool {
+	if s.bad || len(s.b)-s.i < len(t) || string(s.b[s.i:s.i+len(t)]) != t {
+		return false
+	}
+	s.i += len(t)
+	return true
+}
+
+// time consumes a string literal and decodes it as encoding/json decodes
+// a time.Time: with its UnmarshalJSON.
+func (s *canon) time() time.Time {
+	start := s.i
+	s.raw()
+	var t time.Time
+	if s.bad {
+		return t
+	}
+	if err := t.UnmarshalJSON(s.b[start:s.i]); err != nil {
+		s.bad = true
+	}
+	return t
 }

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // canonicalAccepts returns AcceptOffer actions as clients send them.
@@ -145,4 +147,84 @@ func FuzzCanonicalAccept(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkCanonical(t, b) })
+}
+
+// checkRecord fails if decodeCanonicalRecord accepts b but json.Unmarshal
+// refuses it or decodes it differently.
+func checkRecord[T any](t *testing.T, b []byte) bool {
+	t.Helper()
+	var got T
+	if !decodeCanonicalRecord(&got, b) {
+		return false
+	}
+	var want T
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatalf("canonical decoding accepts what json.Unmarshal refuses (%v): %s", err, b)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("canonical decoding of %s:\n got %#v\nwant %#v", b, got, want)
+	}
+	return true
+}
+
+// TestCanonicalRecordDecoding: licences and participants as json.Marshal
+// encodes them decode as json.Unmarshal decodes them, and every variant
+// one byte away either does too or is left to json.Unmarshal.
+func TestCanonicalRecordDecoding(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	fast := map[string]int{}
+	for range 5000 {
+		var l Licence
+		fill(rng, reflect.ValueOf(&l).Elem())
+		if b, err := json.Marshal(l); err == nil && checkRecord[Licence](t, b) {
+			fast["licence"]++
+		}
+		var p Participant
+		fill(rng, reflect.ValueOf(&p).Elem())
+		if b, err := json.Marshal(p); err == nil && checkRecord[Participant](t, b) {
+			fast["participant"]++
+		}
+	}
+	for _, name := range []string{"licence", "participant"} {
+		if n := fast[name]; n < 100 {
+			t.Errorf("%s: %d of 5000 random records took the fast path", name, n)
+		}
+	}
+	at := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
+	revoked := at.Add(time.Minute)
+	for _, v := range []any{
+		Licence{ID: "lic-0123456789abcdef", Request: "req-0123456789abcdef", Patient: "pn-abc", Custodian: "st-marys", Scope: []string{"labs", "vitals"}, Reward: 7, Granted: at, Expires: at.Add(time.Hour), Revoked: &revoked},
+		Participant{ID: "st-marys", Role: RoleCustodian, Name: "St Mary's", PublicKey: make([]byte, 32), Custodian: "x", Registered: at},
+	} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := checkRecord[Licence]
+		if _, ok := v.(Participant); ok {
+			check = checkRecord[Participant]
+		}
+		if !check(t, b) {
+			t.Fatalf("not decoded by the fast path: %s", b)
+		}
+		alphabet := []byte(" \"\\,:[]{}-.09eZTnu\x00\x80")
+		for i := 0; i <= len(b); i++ {
+			for _, ch := range alphabet {
+				check(t, append(append(append([]byte(nil), b[:i]...), ch), b[i:]...))
+				if i < len(b) {
+					w := bytes.Clone(b)
+					w[i] = ch
+					check(t, w)
+				}
+			}
+			if i < len(b) {
+				check(t, append(append([]byte(nil), b[:i]...), b[i+1:]...))
+			}
+		}
+	}
+	// Other types are left to json.Unmarshal.
+	var r Request
+	if decodeCanonicalRecord(&r, []byte(`{}`)) {
+		t.Fatal("a request was decoded by the record fast path")
+	}
 }
