@@ -184,8 +184,18 @@ const (
 
 // Contract is the MedX state machine. It is deterministic: everything it
 // derives comes from the TxContext and the State, so every replica computes
-// the same writes and results. It has no fields; the zero value is ready.
-type Contract struct{}
+// the same writes and results. The zero value is ready; NewContract returns
+// one that also remembers the records it decoded.
+type Contract struct {
+	cache *recordCache // nil: decode every record read
+}
+
+// NewContract returns a Contract that remembers the participant and
+// request records its invocations decode, keyed by their exact stored
+// bytes, so that reading an unchanged record again needs no decoding. It
+// computes exactly what Contract{} computes, and is safe for concurrent
+// use; a backend keeps one for its lifetime.
+func NewContract() Contract { return Contract{cache: newRecordCache()} }
 
 // Invoke runs a state-changing function. args must be exactly one
 // JSON-encoded Action with Fn == fn, signed by its actor. Nothing is written
@@ -200,11 +210,12 @@ func (ct Contract) Invoke(tx TxContext, st State, fn string, args [][]byte) (res
 // InvokePrepared is Invoke of a call decoded ahead by Prepare: Invoke(tx,
 // st, fn, args) and InvokePrepared(tx, st, Prepare(fn, args)) are the same
 // in every result, event, write and error. A Prepared is used once.
-func (Contract) InvokePrepared(tx TxContext, st State, p *Prepared) (result []byte, ev *Event, err error) {
+func (ct Contract) InvokePrepared(tx TxContext, st State, p *Prepared) (result []byte, ev *Event, err error) {
 	if p.err != nil {
 		return nil, nil, p.err
 	}
-	c := &call{tx: tx, ts: tx.Timestamp.UTC(), st: st, act: p.act, acceptance: p.acceptance}
+	c := &call{tx: tx, ts: tx.Timestamp.UTC(), st: st, cache: ct.cache, act: p.act, acceptance: p.acceptance,
+		writes: make([]write, 0, 8)} // an acceptance writes 7 keys with its nonce
 	if err := c.authenticate(p); err != nil {
 		return nil, nil, err
 	}
@@ -276,6 +287,7 @@ type call struct {
 	tx     TxContext
 	ts     time.Time
 	st     State
+	cache  *recordCache // the contract's; nil for none
 	act    Action
 	actor  Participant // the registered actor; zero for Bootstrap and AcceptOffer
 	writes []write
@@ -337,8 +349,18 @@ func (p *Prepared) decode(args [][]byte) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%s: want 1 argument (a signed action), got %d: %w", fn, len(args), ErrInvalid)
 	}
-	if err := decodeStrict(args[0], &p.act); err != nil {
-		return fmt.Errorf("%s: decode action: %w", fn, err)
+	// An acceptance in canonical form is decoded, payload and all, without
+	// encoding/json; anything else goes through decodeStrict.
+	var acc *Acceptance
+	if fn == FnAcceptOffer {
+		if act, c, ok := decodeCanonicalAccept(args[0]); ok {
+			p.act, acc = act, c
+		}
+	}
+	if acc == nil {
+		if err := decodeStrict(args[0], &p.act); err != nil {
+			return fmt.Errorf("%s: decode action: %w", fn, err)
+		}
 	}
 	a := p.act
 	if a.Fn != fn {
@@ -359,9 +381,11 @@ func (p *Prepared) decode(args [][]byte) error {
 		}
 		p.pub = b.PublicKey
 	case FnAcceptOffer:
-		acc := new(Acceptance)
-		if err := decodeStrict(a.Payload, acc); err != nil {
-			return fmt.Errorf("%s: decode payload: %w", fn, err)
+		if acc == nil {
+			acc = new(Acceptance)
+			if err := decodeStrict(a.Payload, acc); err != nil {
+				return fmt.Errorf("%s: decode payload: %w", fn, err)
+			}
 		}
 		p.acceptance = acc // decoded once
 		if len(acc.PublicKey) != ed25519.PublicKeySize {
@@ -386,7 +410,7 @@ func (p *Prepared) decode(args [][]byte) error {
 func (c *call) authenticate(p *Prepared) error {
 	fn, a, pub := p.fn, c.act, p.pub
 	if pub == nil {
-		reg, err := getParticipant(c.st, a.Actor)
+		reg, err := c.participant(a.Actor)
 		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%s: actor %q is not registered: %w", fn, a.Actor, ErrForbidden)
 		}
@@ -432,7 +456,7 @@ func (c *call) requireRole(roles ...Role) error {
 
 // event builds an Event with a JSON payload.
 func event(name string, p EventPayload) (*Event, error) {
-	b, err := json.Marshal(p)
+	b, err := encodeEventPayload(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode event %s: %w", name, err)
 	}
@@ -491,28 +515,10 @@ func getJSON(st State, k string, v any) (bool, error) {
 }
 
 func getParticipant(st State, id ParticipantID) (Participant, error) {
-	var p Participant
-	ok, err := getJSON(st, key(pParticipant, string(id)), &p)
-	if err != nil {
-		return Participant{}, err
-	}
-	if !ok {
-		return Participant{}, fmt.Errorf("participant %q: %w", id, ErrNotFound)
-	}
-	return p, nil
+	return readParticipant(nil, st, id)
 }
 
-func getRequest(st State, id RequestID) (Request, error) {
-	var r Request
-	ok, err := getJSON(st, key(pRequest, string(id)), &r)
-	if err != nil {
-		return Request{}, err
-	}
-	if !ok {
-		return Request{}, fmt.Errorf("request %q: %w", id, ErrNotFound)
-	}
-	return r, nil
-}
+func getRequest(st State, id RequestID) (Request, error) { return readRequest(nil, st, id) }
 
 func getAmount(st State, k string) (Amount, error) {
 	b, err := st.Get(k)
@@ -577,6 +583,10 @@ func rangeJSON[T any](st State, prefix string) ([]T, error) {
 	out := []T{}
 	err := st.Range(prefix, prefixEnd(prefix), func(k string, v []byte) (bool, error) {
 		var t T
+		if decodeCanonicalRecord(&t, v) {
+			out = append(out, t)
+			return true, nil
+		}
 		if err := json.Unmarshal(v, &t); err != nil {
 			return false, fmt.Errorf("decode %s: %w", k, err)
 		}

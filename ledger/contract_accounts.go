@@ -73,7 +73,7 @@ func (c *call) checkNewParticipant(p Participant) error {
 	if err := checkText("name", p.Name, false, maxName); err != nil {
 		return err
 	}
-	_, err := getParticipant(c.st, p.ID)
+	_, err := c.participant(p.ID)
 	switch {
 	case err == nil:
 		return fmt.Errorf("participant %s: %w", p.ID, ErrExists)
@@ -95,7 +95,7 @@ func (c *call) mint() ([]byte, *Event, error) {
 	if m.Amount <= 0 {
 		return nil, nil, fmt.Errorf("mint: amount %d must be positive: %w", m.Amount, ErrInvalid)
 	}
-	if _, err := getParticipant(c.st, m.To); err != nil {
+	if _, err := c.participant(m.To); err != nil {
 		return nil, nil, fmt.Errorf("mint: %w", err)
 	}
 	supply, err := getAmount(c.st, kSupply)
@@ -128,7 +128,7 @@ func (c *call) transfer() ([]byte, *Event, error) {
 	if t.To == from {
 		return nil, nil, fmt.Errorf("transfer: %s to itself: %w", from, ErrInvalid)
 	}
-	if _, err := getParticipant(c.st, t.To); err != nil {
+	if _, err := c.participant(t.To); err != nil {
 		return nil, nil, fmt.Errorf("transfer: %w", err)
 	}
 	src, err := getBalance(c.st, from)

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -17,7 +16,7 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 	pn := c.act.Actor
 	pub := ed25519.PublicKey(a.PublicKey)
 	// One key per study: the pseudonym's first action is its acceptance.
-	if _, err := getParticipant(c.st, pn); !isNotFound(err) {
+	if _, err := c.participant(pn); !isNotFound(err) {
 		return nil, nil, fmt.Errorf("accept: pseudonym %s: %w", pn, orExists(err))
 	}
 	r, err := c.lookupRequest(a.Terms.Request, "accept")
@@ -63,10 +62,12 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 		Granted:   c.ts,
 		Expires:   c.ts.Add(time.Duration(r.LicenceSeconds) * time.Second),
 	}
-	if err := c.putJSON(key(pParticipant, string(pn)), part); err != nil {
-		return nil, nil, err
+	pb, err := encodeParticipant(part)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode participant %s: %w", pn, err)
 	}
-	lb, err := json.Marshal(lic)
+	c.put(key(pParticipant, string(pn)), pb)
+	lb, err := encodeLicence(lic)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode licence %s: %w", id, err)
 	}
@@ -82,7 +83,7 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 // checkCertificate verifies that a registered custodian certified pub as
 // one of its patients' keys for request req.
 func (c *call) checkCertificate(cert Certificate, req RequestID, pub ed25519.PublicKey) error {
-	cust, err := getParticipant(c.st, cert.Custodian)
+	cust, err := c.participant(cert.Custodian)
 	if isNotFound(err) {
 		return fmt.Errorf("accept: certificate by unknown participant %q: %w", cert.Custodian, ErrBadSignature)
 	}

@@ -29,7 +29,7 @@ func (c *call) postRequest() ([]byte, *Event, error) {
 		return nil, nil, fmt.Errorf("post request: budget %d exceeds balance %d of %s: %w", budget, bal, c.actor.ID, ErrFunds)
 	}
 	id := RequestID(deriveID(idPrefixReq, c.tx.TxID))
-	if _, err := getRequest(c.st, id); !isNotFound(err) {
+	if _, err := c.request(id); !isNotFound(err) {
 		return nil, nil, fmt.Errorf("post request %s: %w", id, orExists(err))
 	}
 	if !d.RecruitUntil.IsZero() {
@@ -238,7 +238,7 @@ func (c *call) lookupRequest(id RequestID, verb string) (Request, error) {
 	if !isRecordID(idPrefixReq, string(id)) {
 		return Request{}, fmt.Errorf("%s: request %q: %w", verb, id, ErrNotFound)
 	}
-	r, err := getRequest(c.st, id)
+	r, err := c.request(id)
 	if err != nil {
 		return Request{}, fmt.Errorf("%s: %w", verb, err)
 	}

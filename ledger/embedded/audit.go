@@ -202,7 +202,7 @@ type auditor struct {
 }
 
 func newAuditor(ctx context.Context, pub ed25519.PublicKey, mac *stateMAC, log *slog.Logger, at time.Time) *auditor {
-	a := &auditor{ctx: ctx, pub: pub, mac: mac, log: log, at: at, mem: ledger.NewMemState()}
+	a := &auditor{ctx: ctx, pub: pub, mac: mac, log: log, at: at, mem: ledger.NewMemState(), contract: ledger.NewContract()}
 	a.rep.NodeKey = hex.EncodeToString(pub)
 	return a
 }

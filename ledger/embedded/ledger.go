@@ -171,6 +171,7 @@ func Open(path string, nodeKey ed25519.PrivateKey, opts Options) (*Ledger, error
 	}
 	l := &Ledger{
 		db:       db,
+		contract: ledger.NewContract(),
 		key:      nodeKey,
 		pub:      nodeKey.Public().(ed25519.PublicKey),
 		mac:      newStateMAC(nodeKey.Seed()),
