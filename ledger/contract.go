@@ -398,8 +398,8 @@ func (p *Prepared) decode(args [][]byte) error {
 	default:
 		return nil // the actor's key is in the state
 	}
-	if len(p.pub) != ed25519.PublicKeySize {
-		return fmt.Errorf("%s: public key must be %d bytes: %w", fn, ed25519.PublicKeySize, ErrInvalid)
+	if err := CheckPublicKey(p.pub); err != nil {
+		return fmt.Errorf("%s: %w", fn, err)
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"math"
@@ -67,8 +66,8 @@ func (c *call) checkNewParticipant(p Participant) error {
 	if strings.HasPrefix(string(p.ID), pseudonymStart) {
 		return fmt.Errorf("id %q: prefix %q is reserved for pseudonyms: %w", p.ID, pseudonymStart, ErrInvalid)
 	}
-	if len(p.PublicKey) != ed25519.PublicKeySize {
-		return fmt.Errorf("public key must be %d bytes: %w", ed25519.PublicKeySize, ErrInvalid)
+	if err := CheckPublicKey(p.PublicKey); err != nil {
+		return err
 	}
 	if err := checkText("name", p.Name, false, maxName); err != nil {
 		return err

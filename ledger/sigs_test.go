@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/oasisprotocol/curve25519-voi/curve"
+
 	"github.com/medx/medx/ledger"
 )
 
@@ -222,33 +224,81 @@ func TestVerifySignaturesAgree(t *testing.T) {
 }
 
 // TestCheckPublicKey refuses the keys under which ZIP-215 accepts a forged
-// signature, and keys that are no canonical point, and accepts real keys.
+// signature, in every encoding, and accepts real keys. The small-order
+// points are computed here (the multiples of a point of order 8), not
+// taken from the list CheckPublicKey uses.
 func TestCheckPublicKey(t *testing.T) {
-	pub := key("real").Public().(ed25519.PublicKey)
-	fromHex := func(s string) []byte {
-		b, err := hex.DecodeString(s)
-		if err != nil {
+	for i := range 200 {
+		pub := key(fmt.Sprint("real ", i)).Public().(ed25519.PublicKey)
+		if err := ledger.CheckPublicKey(pub); err != nil {
+			t.Fatalf("real key %x: %v", pub, err)
+		}
+	}
+	for _, bad := range [][]byte{nil, make([]byte, 31), make([]byte, 33)} {
+		if err := ledger.CheckPublicKey(bad); !errors.Is(err, ledger.ErrInvalid) {
+			t.Errorf("key of %d bytes: %v", len(bad), err)
+		}
+	}
+	var c curve.CompressedEdwardsY
+	if _, err := c.SetBytes(mustHex(t, "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")); err != nil {
+		t.Fatal(err)
+	}
+	var p8 curve.EdwardsPoint
+	if _, err := p8.SetCompressedY(&c); err != nil || !p8.IsSmallOrder() {
+		t.Fatalf("order-8 point: %v", err)
+	}
+	var encodings [][]byte
+	q := curve.NewEdwardsPoint().Identity()
+	for range 8 {
+		var e curve.CompressedEdwardsY
+		e.SetEdwardsPoint(q)
+		encodings = append(encodings, append([]byte(nil), e[:]...))
+		q.Add(q, &p8)
+	}
+	// Non-canonical forms: the sign bit set, and y + p for y < 19.
+	p := mustHex(t, "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
+	for _, e := range slices.Clone(encodings) {
+		s := append([]byte(nil), e...)
+		s[31] ^= 0x80
+		encodings = append(encodings, s)
+		if y := e[0]; e[31]&0x7f == 0 && y < 19 && allZero(e[1:31]) {
+			n := append([]byte(nil), p...)
+			n[0] += y
+			encodings = append(encodings, n, append(append([]byte(nil), n[:31]...), n[31]|0x80))
+		}
+	}
+	for _, e := range encodings {
+		var c curve.CompressedEdwardsY
+		var pt curve.EdwardsPoint
+		if _, err := c.SetBytes(e); err != nil {
 			t.Fatal(err)
 		}
-		return b
-	}
-	notOnCurve := fromHex("0200000000000000000000000000000000000000000000000000000000000000")
-	for _, tc := range []struct {
-		name string
-		pub  []byte
-		ok   bool
-	}{
-		{"real key", pub, true},
-		{"identity", fromHex("0100000000000000000000000000000000000000000000000000000000000000"), false},
-		{"identity, non-canonical", fromHex("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"), false},
-		{"order 8", fromHex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"), false},
-		{"not on the curve", notOnCurve, false},
-		{"short", pub[:31], false},
-		{"empty", nil, false},
-	} {
-		err := ledger.CheckPublicKey(tc.pub)
-		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, ledger.ErrInvalid)) {
-			t.Errorf("%s: CheckPublicKey = %v, want ok %v", tc.name, err, tc.ok)
+		if _, err := pt.SetCompressedY(&c); err != nil {
+			continue // not a point: no signature verifies under it
+		}
+		if !pt.IsSmallOrder() {
+			t.Fatalf("%x is not of small order", e)
+		}
+		if err := ledger.CheckPublicKey(e); !errors.Is(err, ledger.ErrInvalid) {
+			t.Errorf("small-order key %x: CheckPublicKey = %v", e, err)
 		}
 	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -66,6 +66,7 @@ func testParticipants(t *testing.T, open Opener) {
 		{"patient role", e.op, valid("some-patient", ledger.RolePatient), ledger.ErrInvalid},
 		{"unknown role", e.op, valid("some-king", "king"), ledger.ErrInvalid},
 		{"short key", e.op, ledger.Participant{ID: "short-key", Role: ledger.RoleSponsor, PublicKey: []byte{1, 2, 3}}, ledger.ErrInvalid},
+		{"small-order key", e.op, ledger.Participant{ID: "small-key", Role: ledger.RoleSponsor, PublicKey: smallOrderKey()}, ledger.ErrInvalid},
 		{"long name", e.op, ledger.Participant{ID: "long-name", Role: ledger.RoleSponsor, Name: strings.Repeat("n", 1000), PublicKey: signer("x").Public()}, ledger.ErrInvalid},
 		{"by a sponsor", e.sponsor, valid("new-sponsor", ledger.RoleSponsor), ledger.ErrForbidden},
 		{"by a board", e.board, valid("new-sponsor", ledger.RoleSponsor), ledger.ErrForbidden},

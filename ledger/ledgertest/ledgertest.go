@@ -102,6 +102,15 @@ func signer(id string) ledger.Signer {
 }
 
 // pseudonym returns a patient's per-study key, derived from a name.
+// smallOrderKey is the encoding of the identity point: a public key of
+// small order, under which ZIP-215 accepts R = identity, S = 0 as a
+// signature of any message.
+func smallOrderKey() ed25519.PublicKey {
+	k := make(ed25519.PublicKey, ed25519.PublicKeySize)
+	k[0] = 1
+	return k
+}
+
 func pseudonym(name string) ledger.Signer {
 	seed := sha256.Sum256([]byte("medx/ledgertest/pseudonym/" + name))
 	k := ed25519.NewKeyFromSeed(seed[:])

@@ -126,6 +126,15 @@ func testAcceptOfferRefusals(t *testing.T, open Opener) {
 		want error
 	}{
 		{"forged signature", accept{pn: pnForged, a: aForged, signWith: forger}, ledger.ErrBadSignature},
+		// A small-order key "signs" anything under ZIP-215 (R = identity,
+		// S = 0): refused even when a custodian certified it.
+		{"small-order pseudonym key", with("small-order", func(a *ledger.Acceptance) {
+			a.PublicKey = smallOrderKey()
+			a.Certificate = e.cust.Certify(r.ID, a.PublicKey)
+		}).withMutate(func(a *ledger.Action) {
+			a.Actor = ledger.PseudonymID(smallOrderKey())
+			a.Sig = append(smallOrderKey(), make([]byte, 32)...)
+		}), ledger.ErrInvalid},
 		{"missing signature", accept{pn: pnNoSig, a: aNoSig, mutate: func(a *ledger.Action) { a.Sig = nil }}, ledger.ErrBadSignature},
 		{"terms altered after signing", with("altered", func(*ledger.Acceptance) {}).withMutate(func(a *ledger.Action) {
 			var acc ledger.Acceptance
