@@ -437,11 +437,15 @@ func (l *channelLedger) status(txid string) (peer.TxValidationCode, uint64, bool
 }
 
 func (l *channelLedger) order(ctx context.Context, tx *orderedTx) error {
-	l.mu.Lock()
-	l.pending++
-	l.mu.Unlock()
 	select {
 	case l.queue <- tx:
+		// Counted once in the queue, so that a paused orderer that
+		// WaitPending saw holding k transactions drains all k into one
+		// block. (The queue is buffered: a paused orderer takes no
+		// transaction, and the send does not wait for it.)
+		l.mu.Lock()
+		l.pending++
+		l.mu.Unlock()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
