@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,6 +55,10 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	rep, verr := embedded.VerifyFile(ctx, p)
+	var bad *embedded.AuditError
+	if verr != nil && !errors.As(verr, &bad) {
+		return fmt.Errorf("could not verify: %w", verr) // nothing was checked: no summary
+	}
 	printReport(stdout, rep)
 	if verr == nil && rep.OK() {
 		return nil

@@ -96,6 +96,9 @@ func VerifyFileAt(ctx context.Context, path string, at time.Time) (ledger.AuditR
 		if errors.Is(err, ErrCorrupt) || errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrVersionMismatch) || errors.Is(err, bolt.ErrChecksum) {
 			return failFile(path, fmt.Sprintf("not a readable ledger file: %v", err))
 		}
+		if errors.Is(err, bolt.ErrTimeout) {
+			return ledger.AuditReport{}, fmt.Errorf("verify %s: the file is in use by another process (a running medx serve?); stop it, or verify a copy of the file: %w", path, err)
+		}
 		return ledger.AuditReport{}, fmt.Errorf("verify %s: %w", path, err)
 	}
 	defer db.Close()
