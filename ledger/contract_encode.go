@@ -116,10 +116,16 @@ func (o *jsonOut) result(v any) ([]byte, error) {
 	return json.Marshal(v)
 }
 
+// encodeFast appends v with app into a buffer of size bytes, falling back
+// to json.Marshal(v) when v is not plain.
+func encodeFast[T any](v T, size int, app func(*jsonOut, T)) ([]byte, error) {
+	o := newJSONOut(size)
+	app(o, v)
+	return o.result(v)
+}
+
 func encodeParticipant(p Participant) ([]byte, error) {
-	o := newJSONOut(160 + len(p.Name))
-	appendParticipant(o, p)
-	return o.result(p)
+	return encodeFast(p, 160+len(p.Name), appendParticipant)
 }
 
 func appendParticipant(o *jsonOut, p Participant) {
@@ -133,11 +139,7 @@ func appendParticipant(o *jsonOut, p Participant) {
 	o.close()
 }
 
-func encodeLicence(l Licence) ([]byte, error) {
-	o := newJSONOut(320)
-	appendLicence(o, l)
-	return o.result(l)
-}
+func encodeLicence(l Licence) ([]byte, error) { return encodeFast(l, 320, appendLicence) }
 
 func appendLicence(o *jsonOut, l Licence) {
 	if l.Revoked != nil {
@@ -157,9 +159,7 @@ func appendLicence(o *jsonOut, l Licence) {
 }
 
 func encodeEventPayload(p EventPayload) ([]byte, error) {
-	o := newJSONOut(256)
-	appendEventPayload(o, p)
-	return o.result(p)
+	return encodeFast(p, 256, appendEventPayload)
 }
 
 func appendEventPayload(o *jsonOut, p EventPayload) {
