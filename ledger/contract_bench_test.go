@@ -14,7 +14,7 @@ import (
 
 // BenchmarkContractAccept measures the contract's own CPU per licence
 // acceptance: Prepare and InvokePrepared over a MemState, with every
-// signature verified ahead (outside the timer) through a SigCache, as the
+// signature verified ahead (outside the timer) and passed as Verified, as the
 // embedded backend applies transactions. It runs the zero Contract and
 // one from NewContract (which remembers decoded records).
 func BenchmarkContractAccept(b *testing.B) {
@@ -66,7 +66,6 @@ func benchContractAccept(b *testing.B, ct ledger.Contract) {
 
 	args := make([][]byte, b.N)
 	txs := make([]ledger.TxContext, b.N)
-	sigs := ledger.NewSigCache()
 	keys := map[ledger.ParticipantID]ed25519.PublicKey{cust.ID: cust.Public()}
 	for i := range args {
 		pn := pseudonym(fmt.Sprintf("bench/%d", i))
@@ -81,9 +80,9 @@ func benchContractAccept(b *testing.B, ct ledger.Contract) {
 		if args[i], err = json.Marshal(act); err != nil {
 			b.Fatal(err)
 		}
-		sigs.Preverify(ct.Signatures(ledger.FnAcceptOffer, [][]byte{args[i]}, func(id ledger.ParticipantID) ed25519.PublicKey { return keys[id] }))
+		sigs := ct.Signatures(ledger.FnAcceptOffer, [][]byte{args[i]}, func(id ledger.ParticipantID) ed25519.PublicKey { return keys[id] })
 		txs[i] = txc()
-		txs[i].Sigs = sigs
+		txs[i].Sigs = ledger.VerifiedOf(sigs, ledger.VerifySignatures(sigs))
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

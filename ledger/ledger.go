@@ -33,7 +33,7 @@ type TxContext struct {
 	// sign their own actions; the submitter is not an actor.
 	Submitter string
 	// Sigs, if set, checks signatures instead of VerifySignature: a backend
-	// that verified them ahead passes a SigCache. It must answer exactly
+	// that verified them ahead passes them as Verified. It must answer exactly
 	// as VerifySignature would.
 	Sigs SigChecker
 }

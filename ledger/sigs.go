@@ -1,9 +1,9 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
-	"sync"
 
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
@@ -85,67 +85,40 @@ type SigChecker interface {
 	Verify(pub ed25519.PublicKey, msg, sig []byte) bool
 }
 
+// Verified is a SigChecker for one transaction: the signatures a backend
+// verified ahead (VerifySignatures) answer true by comparison, any other
+// is verified by VerifySignature. A transaction checks two or three
+// signatures, so a list beats a map.
+type Verified []Signature
+
+// Verify reports whether sig is pub's signature of msg.
+func (v Verified) Verify(pub ed25519.PublicKey, msg, sig []byte) bool {
+	for _, s := range v {
+		if bytes.Equal(s.Sig, sig) && bytes.Equal(s.PublicKey, pub) && bytes.Equal(s.Message, msg) {
+			return true
+		}
+	}
+	return VerifySignature(pub, msg, sig)
+}
+
+// VerifiedOf returns the signatures of sigs that ok (VerifySignatures'
+// answer for them) marks valid.
+func VerifiedOf(sigs []Signature, ok []bool) Verified {
+	var v Verified
+	for i, s := range sigs {
+		if ok[i] {
+			v = append(v, s)
+		}
+	}
+	return v
+}
+
 // Signature is one Ed25519 signature a contract call checks: the key it is
 // checked against, the signed message and the signature.
 type Signature struct {
 	PublicKey ed25519.PublicKey
 	Message   []byte
 	Sig       []byte
-}
-
-// SigCache is a SigChecker that remembers the signatures Preverify found
-// valid and verifies any other one. It is safe for concurrent use.
-type SigCache struct {
-	mu sync.RWMutex
-	ok map[string]struct{}
-}
-
-// NewSigCache returns an empty cache.
-func NewSigCache() *SigCache { return &SigCache{ok: make(map[string]struct{})} }
-
-func sigKey(pub ed25519.PublicKey, msg, sig []byte) string {
-	b := make([]byte, 0, len(pub)+len(sig)+len(msg)+2)
-	b = append(b, byte(len(pub)))
-	b = append(b, pub...)
-	b = append(b, byte(len(sig)))
-	b = append(b, sig...)
-	return string(append(b, msg...))
-}
-
-// Preverify verifies the signatures together (VerifySignatures) and
-// remembers the valid ones. It returns how many were valid.
-func (c *SigCache) Preverify(sigs []Signature) int {
-	n := 0
-	for i, valid := range VerifySignatures(sigs) {
-		if !valid {
-			continue
-		}
-		s := sigs[i]
-		c.mu.Lock()
-		c.ok[sigKey(s.PublicKey, s.Message, s.Sig)] = struct{}{}
-		c.mu.Unlock()
-		n++
-	}
-	return n
-}
-
-// Verify reports whether sig is pub's signature of msg: true at once for
-// a signature Preverify found valid, else by VerifySignature.
-func (c *SigCache) Verify(pub ed25519.PublicKey, msg, sig []byte) bool {
-	if len(pub) != ed25519.PublicKeySize {
-		return false
-	}
-	c.mu.RLock()
-	_, ok := c.ok[sigKey(pub, msg, sig)]
-	c.mu.RUnlock()
-	return ok || VerifySignature(pub, msg, sig)
-}
-
-// Forget drops every remembered signature.
-func (c *SigCache) Forget() {
-	c.mu.Lock()
-	clear(c.ok)
-	c.mu.Unlock()
 }
 
 // verifySig is VerifySignature through the transaction's checker, if any.
@@ -164,7 +137,7 @@ func (tx TxContext) verifySig(pub ed25519.PublicKey, msg, sig []byte) bool {
 // and an acceptance's custodian certificate. keyOf returns a registered
 // participant's public key, or nil if it does not know it; signatures
 // whose key is unknown are left out. The list is a hint for verifying
-// ahead (SigCache.Preverify): Invoke still checks every signature, against
+// ahead (VerifySignatures, then Verified): Invoke still checks every signature, against
 // the keys in the state, so a wrong hint costs time, never correctness.
 func (ct Contract) Signatures(fn string, args [][]byte, keyOf func(ParticipantID) ed25519.PublicKey) []Signature {
 	return ct.Prepare(fn, args).Signatures(keyOf)

@@ -14,45 +14,6 @@ import (
 	"github.com/medx/medx/ledger"
 )
 
-func TestSigCache(t *testing.T) {
-	k := key("sig-cache")
-	pub := k.Public().(ed25519.PublicKey)
-	msg := []byte("message")
-	good := ed25519.Sign(k, msg)
-	bad := append([]byte(nil), good...)
-	bad[0] ^= 1
-	c := ledger.NewSigCache()
-	if n := c.Preverify([]ledger.Signature{{PublicKey: pub, Message: msg, Sig: good}, {PublicKey: pub, Message: msg, Sig: bad}, {PublicKey: pub[:5], Message: msg, Sig: good}}); n != 1 {
-		t.Errorf("Preverify found %d valid, want 1", n)
-	}
-	other := key("other").Public().(ed25519.PublicKey)
-	tests := []struct {
-		name string
-		pub  ed25519.PublicKey
-		msg  []byte
-		sig  []byte
-		want bool
-	}{
-		{"preverified", pub, msg, good, true},
-		{"refused by Preverify", pub, msg, bad, false},
-		{"another key", other, msg, good, false},
-		{"another message", pub, []byte("other"), good, false},
-		{"short key", pub[:10], msg, good, false},
-		{"never seen, valid", pub, []byte("fresh"), ed25519.Sign(k, []byte("fresh")), true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := c.Verify(tc.pub, tc.msg, tc.sig); got != tc.want {
-				t.Errorf("Verify = %v, want %v", got, tc.want)
-			}
-		})
-	}
-	c.Forget()
-	if !c.Verify(pub, msg, good) || c.Verify(pub, msg, bad) {
-		t.Error("after Forget, Verify does not fall back to ed25519")
-	}
-}
-
 func TestSignatures(t *testing.T) {
 	op, cust, pn := signer("operator"), signer("st-marys"), pseudonym("sigs")
 	keys := map[ledger.ParticipantID]ed25519.PublicKey{op.ID: op.Public(), cust.ID: cust.Public()}
@@ -91,7 +52,13 @@ func TestSignatures(t *testing.T) {
 			if len(sigs) != tc.total {
 				t.Fatalf("Signatures listed %d, want %d", len(sigs), tc.total)
 			}
-			if n := ledger.NewSigCache().Preverify(sigs); n != tc.valid {
+			n := 0
+			for _, ok := range ledger.VerifySignatures(sigs) {
+				if ok {
+					n++
+				}
+			}
+			if n != tc.valid {
 				t.Errorf("%d of the listed signatures verify, want %d", n, tc.valid)
 			}
 		})
@@ -102,7 +69,7 @@ func TestSignatures(t *testing.T) {
 // decides every signature alike on every path: alone (VerifySignature, as
 // the contract checks), together with others (VerifySignatures, as the
 // embedded ledger and the audit verify ahead, at any position in a batch
-// and in batches that fail), through a SigCache, and through
+// and in batches that fail), through Verified, and through
 // Action.Verify; and that every crypto/ed25519 signature is valid under it.
 func TestVerifySignaturesAgree(t *testing.T) {
 	k := key("agree")
@@ -181,12 +148,10 @@ func TestVerifySignaturesAgree(t *testing.T) {
 					}
 				}
 			}
-			c := ledger.NewSigCache()
-			if n := c.Preverify([]ledger.Signature{s, fill[0]}); n != 1+map[bool]int{true: 1}[tc.want] {
-				t.Errorf("Preverify found %d valid", n)
-			}
-			if c.Verify(tc.pub, tc.msg, tc.sig) != tc.want || ledger.NewSigCache().Verify(tc.pub, tc.msg, tc.sig) != tc.want {
-				t.Error("SigCache.Verify disagrees")
+			pair := []ledger.Signature{s, fill[0]}
+			if v := ledger.VerifiedOf(pair, ledger.VerifySignatures(pair)); len(v) != 1+map[bool]int{true: 1}[tc.want] ||
+				v.Verify(tc.pub, tc.msg, tc.sig) != tc.want || ledger.Verified(nil).Verify(tc.pub, tc.msg, tc.sig) != tc.want {
+				t.Error("Verified disagrees")
 			}
 			if len(tc.pub) == ed25519.PublicKeySize {
 				if stdlib := ed25519.Verify(tc.pub, tc.msg, tc.sig); stdlib && !tc.want {

@@ -296,7 +296,7 @@ type item struct {
 	canonical bool
 	checkErr  error
 	hash      string
-	sigs      []verifiedSigs     // of b.Txs, verified ahead
+	sigs      []ledger.Verified  // of b.Txs, verified ahead
 	preps     []*ledger.Prepared // of b.Txs
 }
 
@@ -450,7 +450,7 @@ func (a *auditor) prepare(it *item) {
 	}
 	it.checkErr = b.check(a.pub)
 	it.hash = b.Hash()
-	it.sigs = make([]verifiedSigs, len(b.Txs))
+	it.sigs = make([]ledger.Verified, len(b.Txs))
 	it.preps = make([]*ledger.Prepared, len(b.Txs))
 	want := make([][]ledger.Signature, len(b.Txs))
 	var all []ledger.Signature
@@ -470,7 +470,7 @@ func (a *auditor) prepare(it *item) {
 	// any other one alone, by the same rule.
 	ok := ledger.VerifySignatures(all)
 	for i, sigs := range want {
-		it.sigs[i] = validOf(sigs, ok[:len(sigs)])
+		it.sigs[i] = ledger.VerifiedOf(sigs, ok[:len(sigs)])
 		ok = ok[len(sigs):]
 	}
 }
@@ -510,7 +510,7 @@ func (a *auditor) hint(t Tx) {
 
 // replay runs the transactions of the block at height h through the
 // contract, each over its own overlay, as the committer did.
-func (a *auditor) replay(b *Block, h uint64, sigs []verifiedSigs, preps []*ledger.Prepared) {
+func (a *auditor) replay(b *Block, h uint64, sigs []ledger.Verified, preps []*ledger.Prepared) {
 	submitter := "embedded:" + hex.EncodeToString(b.NodeKey)
 	rec := &recorder{mem: a.mem}
 	for i, t := range b.Txs {

@@ -18,7 +18,6 @@
 package embedded
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -109,7 +108,7 @@ type pending struct {
 	args [][]byte
 	prep *ledger.Prepared   // decoded on the submitter's goroutine
 	want []ledger.Signature // the signatures it will check, listed on the submitter's goroutine
-	sigs verifiedSigs       // those of want found valid, by the committer's verifier before it runs
+	sigs ledger.Verified    // those of want found valid, by the committer's verifier before it runs
 	resp chan outcome       // buffered: the committer never blocks on it
 }
 
@@ -690,20 +689,9 @@ func verifyGroup(ps []*pending) {
 	}
 	ok := ledger.VerifySignatures(sigs)
 	for _, p := range ps {
-		p.sigs = validOf(p.want, ok[:len(p.want)])
+		p.sigs = ledger.VerifiedOf(p.want, ok[:len(p.want)])
 		ok = ok[len(p.want):]
 	}
-}
-
-// validOf returns the signatures of sigs that ok marks valid.
-func validOf(sigs []ledger.Signature, ok []bool) verifiedSigs {
-	var v verifiedSigs
-	for i, s := range sigs {
-		if ok[i] {
-			v = append(v, s)
-		}
-	}
-	return v
 }
 
 // keyOf returns a registered participant's key, from a cache filled from
@@ -730,18 +718,6 @@ func (l *Ledger) keyOf(id ledger.ParticipantID) ed25519.PublicKey {
 	}
 	l.keys.Store(id, ed25519.PublicKey(p.PublicKey))
 	return p.PublicKey
-}
-
-// verifiedSigs are signatures found valid ahead; any other is verified.
-type verifiedSigs []ledger.Signature
-
-func (v verifiedSigs) Verify(pub ed25519.PublicKey, msg, sig []byte) bool {
-	for _, s := range v {
-		if bytes.Equal(s.Sig, sig) && bytes.Equal(s.PublicKey, pub) && bytes.Equal(s.Message, msg) {
-			return true
-		}
-	}
-	return ledger.VerifySignature(pub, msg, sig)
 }
 
 // boltOptions are the options the node opens its file with. The freelist
