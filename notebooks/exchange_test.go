@@ -62,10 +62,7 @@ func (r *exchangeRunner) Query(ctx context.Context, src string, epsilon float64)
 }
 
 func (r *exchangeRunner) Record(ctx context.Context, p Provenance) (string, error) {
-	d := ledger.NotebookRunDraft{Request: r.req, NotebookHash: p.NotebookHash}
-	for _, c := range p.Cells {
-		d.Cells = append(d.Cells, ledger.NotebookCell{Name: c.Name, Query: ledger.QueryID(c.QueryID), QueryHash: c.QueryHash, ResultHash: c.ResultHash, Error: c.Error})
-	}
+	d := ledger.NotebookRunDraft{Request: r.req, NotebookHash: p.NotebookHash, Cells: p.LedgerCells()}
 	run, err := r.f.Client.RecordNotebookRun(ctx, r.sponsor, d)
 	return string(run.ID), err
 }
@@ -77,9 +74,5 @@ func (r *exchangeRunner) recorded(t *testing.T, id string) Recorded {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := Recorded{ID: string(n.ID), Request: string(n.Request), Sponsor: string(n.Sponsor), At: n.At, Provenance: Provenance{NotebookHash: n.NotebookHash}}
-	for _, c := range n.Cells {
-		rec.Cells = append(rec.Cells, CellProvenance{Name: c.Name, QueryID: string(c.Query), QueryHash: c.QueryHash, ResultHash: c.ResultHash, Error: c.Error})
-	}
-	return rec
+	return RecordedOf(n)
 }

@@ -810,7 +810,7 @@ func (r *exchangeRunner) Query(ctx context.Context, src string, epsilon float64)
 }
 
 func (r *exchangeRunner) Record(ctx context.Context, p notebooks.Provenance) (string, error) {
-	d := ledger.NotebookRunDraft{Request: r.req, NotebookHash: p.NotebookHash, Cells: ledgerCells(p)}
+	d := ledger.NotebookRunDraft{Request: r.req, NotebookHash: p.NotebookHash, Cells: p.LedgerCells()}
 	run, err := r.ex.Ledger().RecordNotebookRun(ctx, r.sponsor, d)
 	if err != nil {
 		return "", err

@@ -208,30 +208,11 @@ func (r *clientRunner) Query(ctx context.Context, src string, epsilon float64) (
 }
 
 func (r *clientRunner) Record(ctx context.Context, p notebooks.Provenance) (string, error) {
-	n, err := r.c.RecordNotebookRun(ctx, r.req, p.NotebookHash, ledgerCells(p))
+	n, err := r.c.RecordNotebookRun(ctx, r.req, p.NotebookHash, p.LedgerCells())
 	if err != nil {
 		return "", err
 	}
 	return string(n.ID), nil
-}
-
-// ledgerCells is a run's provenance as the ledger records it.
-func ledgerCells(p notebooks.Provenance) []ledger.NotebookCell {
-	var cells []ledger.NotebookCell
-	for _, c := range p.Cells {
-		cells = append(cells, ledger.NotebookCell{Name: c.Name, Query: ledger.QueryID(c.QueryID), QueryHash: c.QueryHash, ResultHash: c.ResultHash, Error: c.Error})
-	}
-	return cells
-}
-
-// recordedRun converts the ledger's record for notebooks.Verify.
-func recordedRun(n ledger.NotebookRun) notebooks.Recorded {
-	rec := notebooks.Recorded{ID: string(n.ID), Request: string(n.Request), Sponsor: string(n.Sponsor), At: n.At,
-		Provenance: notebooks.Provenance{NotebookHash: n.NotebookHash}}
-	for _, c := range n.Cells {
-		rec.Cells = append(rec.Cells, notebooks.CellProvenance{Name: c.Name, QueryID: string(c.Query), QueryHash: c.QueryHash, ResultHash: c.ResultHash, Error: c.Error})
-	}
-	return rec
 }
 
 // runNotebookVerify checks a report (HTML or .ipynb) against the ledger's
@@ -266,7 +247,7 @@ func runNotebookVerify(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return fmt.Errorf("ledger record of run %s: %w", id, err)
 	}
-	rec := recordedRun(n)
+	rec := notebooks.RecordedOf(n)
 	if err := notebooks.Verify(rep, rec); err != nil {
 		fmt.Fprintf(stdout, "NOT VERIFIED: %s\n", file)
 		return err
