@@ -2,7 +2,9 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -60,54 +62,122 @@ func (r AuditReport) OK() bool { return r.StateMatches && len(r.Problems) == 0 }
 // participants, requests by status, epsilon spent and budgeted per
 // approved request, licences active, revoked and expired at at, queries
 // and MedTokens. Requests count under their recorded status. It returns
-// an error if the state cannot be read or decoded.
+// an error if the state cannot be read, or a request, licence or amount
+// in it cannot be decoded (participants are counted, not decoded).
+//
+// Every figure is a count or a sum, so a MemState (an audit's replayed
+// state, hundreds of thousands of keys) is walked once in no order
+// rather than sorted and ranged prefix by prefix; if that walk finds an
+// error, the state is ranged in key order so that the error reported is
+// always the first one.
 func (r *AuditReport) Summarize(st State, at time.Time) error {
+	s := summary{at: at}
+	var err error
+	if m, ok := st.(*MemState); ok {
+		if err = m.each(s.add); err != nil {
+			s = summary{at: at}
+			err = s.ranges(st)
+		}
+	} else {
+		err = s.ranges(st)
+	}
+	if err != nil {
+		return err
+	}
 	r.At = at.UTC()
-	ps, err := rangeJSON[Participant](st, pParticipant)
-	if err != nil {
-		return fmt.Errorf("summarize participants: %w", err)
+	r.Participants = s.participants
+	r.RequestsByStatus = s.byStatus
+	r.EpsilonSpent, r.EpsilonBudget = s.spent, s.budget
+	r.LicencesActive, r.LicencesRevoked, r.LicencesExpired = s.active, s.revoked, s.expired
+	r.Queries = s.queries
+	r.Tokens = s.tokens
+	return nil
+}
+
+// summary accumulates Summarize's figures, one state entry at a time.
+type summary struct {
+	at                       time.Time
+	participants             int
+	byStatus                 map[string]int
+	spent, budget            map[RequestID]Epsilon
+	active, revoked, expired int
+	queries                  int
+	tokens                   TokenSummary
+}
+
+// summarized are the state prefixes a summary reads, besides kSupply.
+var summarized = []string{pParticipant, pRequest, pLicence, pQueryIndex, pBalance, pPlace}
+
+// ranges feeds add the entries under each summarized prefix, in key order.
+func (s *summary) ranges(st State) error {
+	for _, p := range summarized {
+		if err := st.Range(p, prefixEnd(p), func(k string, v []byte) (bool, error) {
+			return true, s.add(k, v)
+		}); err != nil {
+			return fmt.Errorf("summarize: %w", err)
+		}
 	}
-	r.Participants = len(ps)
-	reqs, err := rangeJSON[Request](st, pRequest)
+	v, err := st.Get(kSupply)
 	if err != nil {
-		return fmt.Errorf("summarize requests: %w", err)
+		return fmt.Errorf("summarize: read %s: %w", kSupply, err)
 	}
-	r.RequestsByStatus = map[string]int{}
-	r.EpsilonSpent = map[RequestID]Epsilon{}
-	r.EpsilonBudget = map[RequestID]Epsilon{}
-	r.LicencesActive, r.LicencesRevoked, r.LicencesExpired = 0, 0, 0
-	for _, q := range reqs {
-		r.RequestsByStatus[string(q.Status)]++
+	if v != nil {
+		return s.add(kSupply, v)
+	}
+	return nil
+}
+
+// add counts one state entry; it ignores keys no figure depends on.
+func (s *summary) add(k string, v []byte) error {
+	if s.byStatus == nil {
+		s.byStatus, s.spent, s.budget = map[string]int{}, map[RequestID]Epsilon{}, map[RequestID]Epsilon{}
+	}
+	switch {
+	case strings.HasPrefix(k, pParticipant):
+		s.participants++
+	case strings.HasPrefix(k, pRequest):
+		var q Request
+		if err := json.Unmarshal(v, &q); err != nil {
+			return fmt.Errorf("summarize requests: decode %s: %w", k, err)
+		}
+		s.byStatus[string(q.Status)]++
 		if q.Approval != nil {
-			r.EpsilonSpent[q.ID] = q.Approval.EpsilonSpent
-			r.EpsilonBudget[q.ID] = q.Approval.EpsilonBudget
+			s.spent[q.ID] = q.Approval.EpsilonSpent
+			s.budget[q.ID] = q.Approval.EpsilonBudget
 		}
-	}
-	lics, err := rangeJSON[Licence](st, pLicence)
-	if err != nil {
-		return fmt.Errorf("summarize licences: %w", err)
-	}
-	for _, l := range lics {
+	case strings.HasPrefix(k, pLicence):
+		var l Licence
+		if !decodeCanonicalRecord(&l, v) {
+			if err := json.Unmarshal(v, &l); err != nil {
+				return fmt.Errorf("summarize licences: decode %s: %w", k, err)
+			}
+		}
 		switch {
-		case l.Revoked != nil && !at.Before(*l.Revoked):
-			r.LicencesRevoked++
-		case l.ActiveAt(at):
-			r.LicencesActive++
+		case l.Revoked != nil && !s.at.Before(*l.Revoked):
+			s.revoked++
+		case l.ActiveAt(s.at):
+			s.active++
 		default:
-			r.LicencesExpired++
+			s.expired++
 		}
-	}
-	n := 0
-	err = st.Range(pQueryIndex, prefixEnd(pQueryIndex), func(string, []byte) (bool, error) {
-		n++
-		return true, nil
-	})
-	if err != nil {
-		return fmt.Errorf("summarize queries: %w", err)
-	}
-	r.Queries = n
-	if r.Tokens, err = Tokens(st); err != nil {
-		return fmt.Errorf("summarize tokens: %w", err)
+	case strings.HasPrefix(k, pQueryIndex):
+		s.queries++
+	case strings.HasPrefix(k, pBalance), strings.HasPrefix(k, pPlace):
+		a, err := parseAmount(k, v)
+		if err != nil {
+			return fmt.Errorf("summarize tokens: %w", err)
+		}
+		if strings.HasPrefix(k, pBalance) {
+			s.tokens.Balances += a
+		} else {
+			s.tokens.Escrow += a
+		}
+	case k == kSupply:
+		a, err := parseAmount(k, v)
+		if err != nil {
+			return fmt.Errorf("summarize tokens: %w", err)
+		}
+		s.tokens.Minted = a
 	}
 	return nil
 }

@@ -21,6 +21,11 @@ func NewMemState() *MemState {
 	return &MemState{vals: make(map[string][]byte)}
 }
 
+// NewMemStateSize returns an empty state with room for about n keys.
+func NewMemStateSize(n int) *MemState {
+	return &MemState{vals: make(map[string][]byte, max(n, 0))}
+}
+
 var _ State = (*MemState)(nil)
 
 // Get returns a copy of the value at key, or nil, nil when absent.
@@ -77,6 +82,18 @@ func (m *MemState) Range(start, end string, fn func(key string, value []byte) (b
 		}
 		more, err := fn(k, bytes.Clone(v))
 		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// each calls fn for every key and its value (not a copy: fn must not
+// change it), in no particular order, until fn returns an error. Like
+// Holds it only reads the state.
+func (m *MemState) each(fn func(key string, value []byte) error) error {
+	for k, v := range m.vals {
+		if err := fn(k, v); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -495,6 +496,47 @@ func TestContractProperties(t *testing.T) {
 			if !again.st.MemState.Equal(w.st.MemState) {
 				t.Error("the same operations produced different states")
 			}
+			checkSummaries(t, w)
 		})
+	}
+}
+
+// checkSummaries checks that Summarize gives the same figures walking a
+// MemState in no order as ranging it in key order (through recState,
+// which is not a *MemState), that they agree with Tokens and the
+// licences, and that a bad record is reported as the same first error
+// either way.
+func checkSummaries(t *testing.T, w *world) {
+	t.Helper()
+	at := w.now.Add(time.Hour)
+	var fast, ordered ledger.AuditReport
+	if err := fast.Summarize(w.st.MemState, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := ordered.Summarize(w.st, at); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fast, ordered) {
+		t.Errorf("Summarize of a MemState = %+v, ranged in order = %+v", fast, ordered)
+	}
+	tokens, err := ledger.Tokens(w.st.MemState)
+	if err != nil || fast.Tokens != tokens {
+		t.Errorf("Summarize tokens %+v, Tokens %+v (%v)", fast.Tokens, tokens, err)
+	}
+	licences := fast.LicencesActive + fast.LicencesRevoked + fast.LicencesExpired
+	n := 0
+	_ = w.st.MemState.Range("lic/", "lic0", func(string, []byte) (bool, error) { n++; return true, nil })
+	if licences != n || n == 0 || fast.Participants < len(w.patients) || fast.Queries == 0 {
+		t.Errorf("summary counts %d licences of %d, %d participants for %d patients, %d queries", licences, n, fast.Participants, len(w.patients), fast.Queries)
+	}
+
+	bad := w.st.MemState.Clone()
+	for _, k := range []string{"lic/zzz/1", "bal/zzz", "lic/aaa/1", "bal/aaa"} {
+		_ = bad.Put(k, []byte("not a record"))
+	}
+	errFast := new(ledger.AuditReport).Summarize(bad, at)
+	errOrdered := new(ledger.AuditReport).Summarize(&recState{MemState: bad}, at)
+	if errFast == nil || errOrdered == nil || errFast.Error() != errOrdered.Error() {
+		t.Errorf("Summarize of a bad state: %v; ranged in order: %v", errFast, errOrdered)
 	}
 }
