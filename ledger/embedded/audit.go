@@ -191,8 +191,10 @@ type auditor struct {
 
 	mem     *ledger.MemState
 	summary error            // from summarizing the replayed state
-	written []keyWrite       // every write of the replay, in order
-	writers map[string]txRef // the last transaction that wrote each key, built from written when needed
+	blocks  *bolt.Bucket     // the blocks being audited, for replaying them again (writers)
+	track   bool             // record every write of the replay in written (a replay for writers)
+	written []keyWrite       // every write of the replay, in order, when tracking
+	writers map[string]txRef // the last transaction that wrote each key, found when a difference needs it
 	// chainSound is whether the chain had no fault before the state was
 	// compared, so that state differences can be blamed on transactions.
 	chainSound bool
@@ -293,7 +295,6 @@ type item struct {
 
 	b         *Block
 	decodeErr error
-	canonical bool
 	checkErr  error
 	hash      string
 	sigs      []ledger.Verified  // of b.Txs, verified ahead
@@ -308,6 +309,11 @@ func (a *auditor) run(tx *bolt.Tx) error {
 		a.problem(nil, "the file lacks the %s or %s bucket", bucketBlocks, bucketState)
 		return nil
 	}
+	a.blocks = bk
+	// The replay rebuilds about as many keys as are stored: making room
+	// for them at once spares growing the map step by step. The count is
+	// only a hint (a damaged file may claim anything), so it is capped.
+	a.mem = ledger.NewMemStateSize(min(st.Stats().KeyN, 1<<24))
 	workers := runtime.GOMAXPROCS(0)
 	ctx, cancel := context.WithCancel(a.ctx)
 	defer cancel()
@@ -387,9 +393,6 @@ func (a *auditor) run(tx *bolt.Tx) error {
 		if b.Height != want || !bytes.Equal(it.k, heightKey(want)) {
 			a.problem(at, "block %d: stored at key %x, expected height %d", b.Height, it.k, want)
 		}
-		if !it.canonical {
-			a.problem(at, "block %d: stored encoding is not the canonical one", b.Height)
-		}
 		if prevHash != "" && b.Prev != prevHash {
 			a.problem(at, "block %d: prev %s does not link to block %d (%s)", want, b.Prev, want-1, prevHash)
 		}
@@ -444,10 +447,11 @@ func (a *auditor) prepare(it *item) {
 		it.decodeErr = err
 		return
 	}
+	// A block that decodes is in its canonical encoding: every field has
+	// a fixed size or a length prefix, the event flag is 0 or 1 and
+	// nothing may follow, so encoding it again gives back exactly its
+	// bytes (FuzzBlockEncoding).
 	it.b = b
-	if enc, err := encodeBlock(b); err == nil && bytes.Equal(enc, it.v) {
-		it.canonical = true
-	}
 	it.checkErr = b.check(a.pub)
 	it.hash = b.Hash()
 	it.sigs = make([]ledger.Verified, len(b.Txs))
@@ -512,7 +516,7 @@ func (a *auditor) hint(t Tx) {
 // contract, each over its own overlay, as the committer did.
 func (a *auditor) replay(b *Block, h uint64, sigs []ledger.Verified, preps []*ledger.Prepared) {
 	submitter := "embedded:" + hex.EncodeToString(b.NodeKey)
-	rec := &recorder{mem: a.mem}
+	rec := &recorder{mem: a.mem, track: a.track}
 	for i, t := range b.Txs {
 		at := &txRef{height: h, tx: t.ID}
 		rec.keys, rec.err = rec.keys[:0], nil
@@ -521,8 +525,10 @@ func (a *auditor) replay(b *Block, h uint64, sigs []ledger.Verified, preps []*le
 		if err == nil {
 			err = rec.err
 		}
-		for _, k := range rec.keys {
-			a.written = append(a.written, keyWrite{key: k, at: *at})
+		if a.track {
+			for _, k := range rec.keys {
+				a.written = append(a.written, keyWrite{key: k, at: *at})
+			}
 		}
 		if err != nil {
 			a.problem(at, "block %d tx %s (%s): replay fails: %v", h, t.ID, t.Fn, err)
@@ -547,9 +553,10 @@ func (a *auditor) replay(b *Block, h uint64, sigs []ledger.Verified, preps []*le
 // transaction that last wrote it. Like the committer's overlay, it
 // refuses an empty key.
 type recorder struct {
-	mem  *ledger.MemState
-	keys []string // written by the current transaction
-	err  error    // the first refused write of the current transaction
+	mem   *ledger.MemState
+	track bool     // note the keys written
+	keys  []string // written by the current transaction, when tracking
+	err   error    // the first refused write of the current transaction
 }
 
 // keyWrite is one write of the replay.
@@ -572,25 +579,51 @@ func (r *recorder) Put(k string, v []byte) error {
 		}
 		return err
 	}
-	r.keys = append(r.keys, k)
+	if r.track {
+		r.keys = append(r.keys, k)
+	}
 	return r.mem.Put(k, v)
 }
 
 func (r *recorder) Delete(k string) error {
-	r.keys = append(r.keys, k)
+	if r.track {
+		r.keys = append(r.keys, k)
+	}
 	return r.mem.Delete(k)
 }
 
 // lastWriter returns the transaction that last wrote k during the replay.
+// Only a state difference needs it, so the replay does not track its
+// writes: the first call replays the blocks again, tracking them, exactly
+// as the audit did (the same blocks decoded, the same signatures
+// verified, the same transactions failing).
 func (a *auditor) lastWriter(k string) (txRef, bool) {
 	if a.writers == nil {
-		a.writers = make(map[string]txRef, len(a.written))
-		for _, w := range a.written {
-			a.writers[w.key] = w.at
-		}
+		a.writers = a.replayWriters()
 	}
 	w, ok := a.writers[k]
 	return w, ok
+}
+
+// replayWriters replays every block again, in order and alone, and
+// returns the last transaction that wrote each key.
+func (a *auditor) replayWriters() map[string]txRef {
+	r := newAuditor(a.ctx, a.pub, nil, a.log, a.at)
+	r.track = true
+	h := uint64(0)
+	c := a.blocks.Cursor()
+	for k, v := c.First(); k != nil && a.ctx.Err() == nil; k, v = c.Next() {
+		h++
+		it := &item{k: k, v: v}
+		if r.prepare(it); it.decodeErr == nil {
+			r.replay(it.b, h, it.sigs, it.preps)
+		}
+	}
+	writers := make(map[string]txRef, len(r.written))
+	for _, w := range r.written {
+		writers[w.key] = w.at
+	}
+	return writers
 }
 
 // invoke runs the contract, turning a panic into an error.
