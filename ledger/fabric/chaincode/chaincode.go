@@ -45,12 +45,18 @@ type Event struct {
 // New returns the MedX chaincode. Start it with its Start method
 // (chaincode-as-a-service when CHAINCODE_SERVER_ADDRESS and
 // CORE_CHAINCODE_ID_NAME are set), or hand it to a shim.
+//
+// Both contracts share one ledger.Contract from ledger.NewContract for the
+// chaincode's lifetime, so that a record read again unchanged (a request,
+// a custodian) is not decoded again; it computes exactly what
+// ledger.Contract{} computes.
 func New() (*contractapi.ContractChaincode, error) {
-	inv := &Invokes{}
+	ct := ledger.NewContract()
+	inv := &Invokes{ct: ct}
 	inv.Name = "medx"
 	inv.Info.Version = Version
 	inv.UnknownTransaction = unknown
-	q := &Queries{}
+	q := &Queries{ct: ct}
 	q.Name = QueryContract
 	q.Info.Version = Version
 	q.UnknownTransaction = unknown
@@ -102,20 +108,20 @@ func args(ctx contractapi.TransactionContextInterface, ns, fn string) ([][]byte,
 }
 
 // invoke runs a state-changing contract function and emits the event.
-func invoke(ctx contractapi.TransactionContextInterface, fn string) (res string, err error) {
+func invoke(ctx contractapi.TransactionContextInterface, ct ledger.Contract, fn string) (res string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = errors.New(ledger.EncodeError(fmt.Errorf("%s: contract panic: %v", fn, r)))
 		}
 	}()
-	res, err = invokeContract(ctx, fn)
+	res, err = invokeContract(ctx, ct, fn)
 	if err != nil {
 		return "", errors.New(ledger.EncodeError(err))
 	}
 	return res, nil
 }
 
-func invokeContract(ctx contractapi.TransactionContextInterface, fn string) (string, error) {
+func invokeContract(ctx contractapi.TransactionContextInterface, ct ledger.Contract, fn string) (string, error) {
 	a, err := args(ctx, "medx", fn)
 	if err != nil {
 		return "", err
@@ -124,7 +130,7 @@ func invokeContract(ctx contractapi.TransactionContextInterface, fn string) (str
 	if err != nil {
 		return "", err
 	}
-	res, ev, err := ledger.Contract{}.Invoke(tx, State{Stub: ctx.GetStub()}, fn, a)
+	res, ev, err := ct.Invoke(tx, State{Stub: ctx.GetStub()}, fn, a)
 	if err != nil {
 		return "", err
 	}
@@ -139,7 +145,7 @@ func invokeContract(ctx contractapi.TransactionContextInterface, fn string) (str
 }
 
 // query runs a read-only contract function.
-func query(ctx contractapi.TransactionContextInterface, fn string) (res string, err error) {
+func query(ctx contractapi.TransactionContextInterface, ct ledger.Contract, fn string) (res string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = errors.New(ledger.EncodeError(fmt.Errorf("%s: contract panic: %v", fn, r)))
@@ -153,7 +159,7 @@ func query(ctx contractapi.TransactionContextInterface, fn string) (res string, 
 	if err != nil {
 		return "", errors.New(ledger.EncodeError(err))
 	}
-	b, err := ledger.Contract{}.Query(tx, State{Stub: ctx.GetStub()}, fn, a)
+	b, err := ct.Query(tx, State{Stub: ctx.GetStub()}, fn, a)
 	if err != nil {
 		return "", errors.New(ledger.EncodeError(err))
 	}
