@@ -301,6 +301,20 @@ type write struct {
 	del   bool // delete key (value unused)
 }
 
+// absent returns nil when nothing is stored at k and an error matching
+// ErrExists when something is, without decoding it: checking that a new
+// record's key is free, on every acceptance, costs one read.
+func (c *call) absent(k string) error {
+	v, err := c.st.Get(k)
+	switch {
+	case err != nil:
+		return fmt.Errorf("read %s: %w", k, err)
+	case v != nil:
+		return ErrExists
+	}
+	return nil
+}
+
 func (c *call) put(k string, v []byte) { c.writes = append(c.writes, write{key: k, value: v}) }
 
 func (c *call) del(k string) { c.writes = append(c.writes, write{key: k, del: true}) }

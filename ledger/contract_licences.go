@@ -16,8 +16,8 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 	pn := c.act.Actor
 	pub := ed25519.PublicKey(a.PublicKey)
 	// One key per study: the pseudonym's first action is its acceptance.
-	if _, err := c.participant(pn); !isNotFound(err) {
-		return nil, nil, fmt.Errorf("accept: pseudonym %s: %w", pn, orExists(err))
+	if err := c.absent(key(pParticipant, string(pn))); err != nil {
+		return nil, nil, fmt.Errorf("accept: pseudonym %s: %w", pn, err)
 	}
 	r, err := c.lookupRequest(a.Terms.Request, "accept")
 	if err != nil {
@@ -47,8 +47,8 @@ func (c *call) acceptOffer() ([]byte, *Event, error) {
 		return nil, nil, fmt.Errorf("accept: %w", err)
 	}
 	id := LicenceID(deriveID(idPrefixLic, c.tx.TxID))
-	if _, err := getLicence(c.st, id); !isNotFound(err) {
-		return nil, nil, fmt.Errorf("accept: licence %s: %w", id, orExists(err))
+	if err := c.absent(key(pLicenceIndex, string(id))); err != nil {
+		return nil, nil, fmt.Errorf("accept: licence %s: %w", id, err)
 	}
 
 	part := Participant{ID: pn, Role: RolePatient, PublicKey: a.PublicKey, Custodian: a.Certificate.Custodian, Registered: c.ts}
