@@ -35,10 +35,14 @@ func VerifySignature(pub ed25519.PublicKey, msg, sig []byte) bool {
 // accepts it, verifying them together in batches of SigBatch; a batch
 // that fails is verified one by one to tell which are bad (so a batch
 // holding a bad signature costs about what verifying its signatures one
-// by one would, plus the failed batch). It runs on the caller's goroutine.
+// by one would, plus the failed batch). A key that signs more than one of
+// the signatures (a custodian's certificates, the node's blocks) is
+// decompressed and checked once for all of them. It runs on the caller's
+// goroutine.
 func VerifySignatures(sigs []Signature) []bool {
 	ok := make([]bool, len(sigs))
 	var v *voi.BatchVerifier
+	keys := repeatedKeys{}
 	for lo := 0; lo < len(sigs); lo += SigBatch {
 		chunk := sigs[lo:min(lo+SigBatch, len(sigs))]
 		if len(chunk) <= 2 {
@@ -53,15 +57,19 @@ func VerifySignatures(sigs []Signature) []bool {
 		} else {
 			v.Reset()
 		}
-		// Expanded keys only speed up the one-by-one verification of a
-		// failed batch; expanding them costs more than it saves.
+		// voi would expand every key, which costs more than it saves for
+		// keys that sign once (a pseudonym's acceptance).
 		v.ForceNoPublicKeyExpansion()
 		idx := make([]int, 0, len(chunk))
 		for i, s := range chunk {
 			if len(s.PublicKey) != ed25519.PublicKeySize {
 				continue // refused, and voi would panic
 			}
-			v.AddWithOptions(voi.PublicKey(s.PublicKey), s.Message, s.Sig, zip215)
+			if e := keys.expanded(s.PublicKey); e != nil {
+				v.AddExpandedWithOptions(e, s.Message, s.Sig, zip215)
+			} else {
+				v.AddWithOptions(voi.PublicKey(s.PublicKey), s.Message, s.Sig, zip215)
+			}
 			idx = append(idx, lo+i)
 		}
 		if len(idx) == 0 {
@@ -73,6 +81,30 @@ func VerifySignatures(sigs []Signature) []bool {
 		}
 	}
 	return ok
+}
+
+// repeatedKeys expands the keys of one VerifySignatures call that sign
+// again: a key seen for the first time is only noted (most sign once), a
+// key seen again is expanded, once. A key that does not decompress is
+// not expanded, and is verified (and refused) as any other.
+type repeatedKeys map[string]repeatedKey
+
+type repeatedKey struct {
+	e     *voi.ExpandedPublicKey // nil until expanded, or if it cannot be
+	tried bool                   // expansion was tried
+}
+
+func (r repeatedKeys) expanded(pub ed25519.PublicKey) *voi.ExpandedPublicKey {
+	k, seen := r[string(pub)]
+	switch {
+	case !seen:
+		r[string(pub)] = repeatedKey{}
+	case !k.tried:
+		k.e, _ = voi.NewExpandedPublicKey(voi.PublicKey(pub))
+		k.tried = true
+		r[string(pub)] = k
+	}
+	return k.e
 }
 
 // SigChecker checks Ed25519 signatures for the contract. A backend that

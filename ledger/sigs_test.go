@@ -125,9 +125,21 @@ func TestVerifySignaturesAgree(t *testing.T) {
 		m := []byte(fmt.Sprint("fill message ", i))
 		fill = append(fill, ledger.Signature{PublicKey: fk.Public().(ed25519.PublicKey), Message: m, Sig: ed25519.Sign(fk, m)})
 	}
-	for _, ok := range ledger.VerifySignatures(fill) {
-		if !ok {
-			t.Fatal("a crypto/ed25519 signature is refused")
+	// The same, every other one by one shared key (as a custodian
+	// certifies every acceptance).
+	sk := key("shared")
+	var shared []ledger.Signature
+	for i, f := range fill {
+		if i%2 == 1 {
+			f = ledger.Signature{PublicKey: sk.Public().(ed25519.PublicKey), Message: f.Message, Sig: ed25519.Sign(sk, f.Message)}
+		}
+		shared = append(shared, f)
+	}
+	for _, batch := range [][]ledger.Signature{fill, shared} {
+		for _, ok := range ledger.VerifySignatures(batch) {
+			if !ok {
+				t.Fatal("a crypto/ed25519 signature is refused")
+			}
 		}
 	}
 	for _, tc := range tests {
@@ -145,6 +157,18 @@ func TestVerifySignaturesAgree(t *testing.T) {
 				for i, ok := range got {
 					if want := i != at || tc.want; ok != want {
 						t.Errorf("case at %d of a batch of %d: signature %d verifies %v, want %v", at, len(batch), i, ok, want)
+					}
+				}
+			}
+			// The case's key signing again (expanded once for the call),
+			// within a batch and across batches, among signatures that
+			// share a key too.
+			for _, at := range [][2]int{{0, 5}, {3, ledger.SigBatch + 1}, {ledger.SigBatch - 1, len(shared)}} {
+				batch := slices.Insert(slices.Clone(shared), at[0], s)
+				batch = slices.Insert(batch, at[1], s)
+				for i, ok := range ledger.VerifySignatures(batch) {
+					if want := (i != at[0] && i != at[1]) || tc.want; ok != want {
+						t.Errorf("case at %d and %d of a batch of %d with a shared key: signature %d verifies %v, want %v", at[0], at[1], len(batch), i, ok, want)
 					}
 				}
 			}
@@ -175,7 +199,7 @@ func TestVerifySignaturesAgree(t *testing.T) {
 		}
 	})
 	t.Run("batches with several bad signatures", func(t *testing.T) {
-		batch := slices.Clone(fill)
+		batch := slices.Clone(shared) // bad ones by the shared key too
 		bad := map[int]bool{1: true, ledger.SigBatch + 2: true, ledger.SigBatch + 3: true, len(batch) - 1: true}
 		for i := range bad {
 			batch[i].Sig = flip(batch[i].Sig, 5)
