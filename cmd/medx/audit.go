@@ -54,7 +54,11 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	rep, verr := embedded.VerifyFile(ctx, p)
+	bar := newCountBar(stderr, "verify blocks")
+	rep, verr := embedded.VerifyFileWith(ctx, p, embedded.VerifyOptions{
+		Progress: func(done, total uint64) { bar.update(int64(done), int64(total)) },
+	})
+	bar.finish()
 	var bad *embedded.AuditError
 	if verr != nil && !errors.As(verr, &bad) {
 		return fmt.Errorf("could not verify: %w", verr) // nothing was checked: no summary

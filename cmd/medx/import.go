@@ -186,13 +186,23 @@ func printManifest(w io.Writer, m cohorts.Manifest) {
 	fmt.Fprintf(w, "  ref date      %s\n", m.RefDate.Format("2006-01-02"))
 }
 
-// progressBar draws an import's progress on a terminal, and nothing
-// elsewhere (pipes, files, tests).
+// progressBar draws a long command's progress (an import's bytes, an
+// audit's blocks) on a terminal, and nothing elsewhere (pipes, files,
+// tests).
 type progressBar struct {
 	bar *progressbar.ProgressBar
 }
 
+// newProgressBar counts bytes; newCountBar counts items.
 func newProgressBar(stderr io.Writer, desc string) *progressBar {
+	return newBar(stderr, desc, progressbar.OptionShowBytes(true))
+}
+
+func newCountBar(stderr io.Writer, desc string) *progressBar {
+	return newBar(stderr, desc, progressbar.OptionShowCount())
+}
+
+func newBar(stderr io.Writer, desc string, unit progressbar.Option) *progressBar {
 	f, ok := stderr.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return &progressBar{}
@@ -200,7 +210,7 @@ func newProgressBar(stderr io.Writer, desc string) *progressBar {
 	return &progressBar{bar: progressbar.NewOptions64(-1,
 		progressbar.OptionSetWriter(f),
 		progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowBytes(true),
+		unit,
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 	)}

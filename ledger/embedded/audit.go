@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -91,6 +92,26 @@ func VerifyFile(ctx context.Context, path string) (ledger.AuditReport, error) {
 // VerifyFileAt is VerifyFile with the summary taken at the later of at and
 // the last block's time.
 func VerifyFileAt(ctx context.Context, path string, at time.Time) (ledger.AuditReport, error) {
+	return VerifyFileWith(ctx, path, VerifyOptions{At: at})
+}
+
+// VerifyOptions are VerifyFileWith's settings.
+type VerifyOptions struct {
+	// At is when the summary is taken (the later of At and the last
+	// block's time); zero means now.
+	At time.Time
+	// Progress, if set, is called on VerifyFileWith's goroutine as blocks
+	// are replayed (at most every 256 blocks, and after the last), with
+	// how many have been and the height of the last stored block.
+	Progress func(done, total uint64)
+}
+
+// VerifyFileWith is VerifyFile with options.
+func VerifyFileWith(ctx context.Context, path string, opts VerifyOptions) (ledger.AuditReport, error) {
+	at := opts.At
+	if at.IsZero() {
+		at = time.Now()
+	}
 	db, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, ErrCorrupt) || errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrVersionMismatch) || errors.Is(err, bolt.ErrChecksum) {
@@ -117,6 +138,7 @@ func VerifyFileAt(ctx context.Context, path string, at time.Time) (ledger.AuditR
 				return err
 			}
 			a := newAuditor(ctx, pub, nil, slog.New(slog.DiscardHandler), at)
+			a.progress = opts.Progress
 			for _, s := range soft {
 				a.problem(nil, "file structure: %s", s)
 			}
@@ -204,6 +226,7 @@ type auditor struct {
 	diverged   bool // the replay could not follow the history
 	bad        *txRef
 	keys       sync.Map // ParticipantID -> ed25519.PublicKey hints for verifying ahead
+	progress   func(done, total uint64)
 }
 
 func newAuditor(ctx context.Context, pub ed25519.PublicKey, mac *stateMAC, log *slog.Logger, at time.Time) *auditor {
@@ -362,6 +385,10 @@ func (a *auditor) run(tx *bolt.Tx) error {
 	}
 	defer wg.Wait()
 
+	var total uint64 // for progress: the last stored block's height
+	if k, _ := bk.Cursor().Last(); len(k) == 8 {
+		total = binary.BigEndian.Uint64(k)
+	}
 	stateMatches := true
 	prevHash := genesisPrev
 	var prev *Block
@@ -403,11 +430,17 @@ func (a *auditor) run(tx *bolt.Tx) error {
 			a.problem(at, "%v", it.checkErr)
 		}
 		a.replay(b, want, it.sigs, it.preps)
+		if a.progress != nil && want%256 == 0 {
+			a.progress(want, max(total, want))
+		}
 		prev, prevHash = b, it.hash
 		it.v, it.b, it.sigs, it.preps = nil, nil, nil, nil
 	}
 	cancel()
 	wg.Wait()
+	if a.progress != nil && fault == nil && a.ctx.Err() == nil {
+		a.progress(want, max(total, want))
+	}
 	if fault != nil {
 		return fault
 	}

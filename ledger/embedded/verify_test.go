@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -194,5 +195,34 @@ func TestVerifyFileRefusesNonLedgers(t *testing.T) {
 		if !errors.As(err, &ae) || rep.OK() {
 			t.Errorf("VerifyFile(%s) = %+v, %v; want an *AuditError", name, rep, err)
 		}
+	}
+}
+
+// TestVerifyFileProgress checks that VerifyFileWith reports its progress
+// in steps of 256 blocks, rising, against the file's height, and ends at
+// the height.
+func TestVerifyFileProgress(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	l := openAt(t, path, testKey("node"), time.Now)
+	w := newCast(t, l)
+	for range 600 { // one block each: submitted one after another
+		if err := w.c.Mint(t.Context(), w.op, w.sponsor.ID, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	height := l.Height()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var calls [][2]uint64
+	rep, err := VerifyFileWith(t.Context(), path, VerifyOptions{Progress: func(done, total uint64) {
+		calls = append(calls, [2]uint64{done, total})
+	}})
+	if err != nil || !rep.OK() {
+		t.Fatalf("VerifyFileWith = %+v, %v", rep, err)
+	}
+	want := [][2]uint64{{256, height}, {512, height}, {height, height}}
+	if height < 600 || !slices.Equal(calls, want) {
+		t.Errorf("progress over %d blocks: %v, want %v", height, calls, want)
 	}
 }
