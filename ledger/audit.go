@@ -71,11 +71,11 @@ func (r AuditReport) OK() bool { return r.StateMatches && len(r.Problems) == 0 }
 // error, the state is ranged in key order so that the error reported is
 // always the first one.
 func (r *AuditReport) Summarize(st State, at time.Time) error {
-	s := summary{at: at}
+	s := newSummary(at)
 	var err error
 	if m, ok := st.(*MemState); ok {
 		if err = m.each(s.add); err != nil {
-			s = summary{at: at}
+			s = newSummary(at)
 			err = s.ranges(st)
 		}
 	} else {
@@ -105,6 +105,10 @@ type summary struct {
 	tokens                   TokenSummary
 }
 
+func newSummary(at time.Time) *summary {
+	return &summary{at: at, byStatus: map[string]int{}, spent: map[RequestID]Epsilon{}, budget: map[RequestID]Epsilon{}}
+}
+
 // summarized are the state prefixes a summary reads, besides kSupply.
 var summarized = []string{pParticipant, pRequest, pLicence, pQueryIndex, pBalance, pPlace}
 
@@ -129,9 +133,6 @@ func (s *summary) ranges(st State) error {
 
 // add counts one state entry; it ignores keys no figure depends on.
 func (s *summary) add(k string, v []byte) error {
-	if s.byStatus == nil {
-		s.byStatus, s.spent, s.budget = map[string]int{}, map[RequestID]Epsilon{}, map[RequestID]Epsilon{}
-	}
 	switch {
 	case strings.HasPrefix(k, pParticipant):
 		s.participants++
@@ -162,22 +163,22 @@ func (s *summary) add(k string, v []byte) error {
 		}
 	case strings.HasPrefix(k, pQueryIndex):
 		s.queries++
-	case strings.HasPrefix(k, pBalance), strings.HasPrefix(k, pPlace):
-		a, err := parseAmount(k, v)
-		if err != nil {
-			return fmt.Errorf("summarize tokens: %w", err)
-		}
-		if strings.HasPrefix(k, pBalance) {
-			s.tokens.Balances += a
-		} else {
-			s.tokens.Escrow += a
-		}
+	case strings.HasPrefix(k, pBalance):
+		return addAmount(&s.tokens.Balances, k, v)
+	case strings.HasPrefix(k, pPlace):
+		return addAmount(&s.tokens.Escrow, k, v)
 	case k == kSupply:
-		a, err := parseAmount(k, v)
-		if err != nil {
-			return fmt.Errorf("summarize tokens: %w", err)
-		}
-		s.tokens.Minted = a
+		return addAmount(&s.tokens.Minted, k, v)
 	}
+	return nil
+}
+
+// addAmount adds the amount stored at k to *sum.
+func addAmount(sum *Amount, k string, v []byte) error {
+	a, err := parseAmount(k, v)
+	if err != nil {
+		return fmt.Errorf("summarize tokens: %w", err)
+	}
+	*sum += a
 	return nil
 }

@@ -17,9 +17,7 @@ type MemState struct {
 }
 
 // NewMemState returns an empty state.
-func NewMemState() *MemState {
-	return &MemState{vals: make(map[string][]byte)}
-}
+func NewMemState() *MemState { return NewMemStateSize(0) }
 
 // NewMemStateSize returns an empty state with room for about n keys.
 func NewMemStateSize(n int) *MemState {

@@ -86,7 +86,7 @@ func (e *AuditError) Unwrap() error { return ErrCorrupt }
 // anything is wrong, it returns the report and an *AuditError naming the
 // first bad block and transaction. Other errors mean it could not run.
 func VerifyFile(ctx context.Context, path string) (ledger.AuditReport, error) {
-	return VerifyFileAt(ctx, path, time.Now())
+	return VerifyFileWith(ctx, path, VerifyOptions{})
 }
 
 // VerifyFileAt is VerifyFile with the summary taken at the later of at and
