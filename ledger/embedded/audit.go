@@ -214,8 +214,7 @@ type auditor struct {
 	mem     *ledger.MemState
 	summary error            // from summarizing the replayed state
 	blocks  *bolt.Bucket     // the blocks being audited, for replaying them again (writers)
-	track   bool             // record every write of the replay in written (a replay for writers)
-	written []keyWrite       // every write of the replay, in order, when tracking
+	track   bool             // record in writers who wrote each key (a replay for lastWriter)
 	writers map[string]txRef // the last transaction that wrote each key, found when a difference needs it
 	// chainSound is whether the chain had no fault before the state was
 	// compared, so that state differences can be blamed on transactions.
@@ -560,7 +559,7 @@ func (a *auditor) replay(b *Block, h uint64, sigs []ledger.Verified, preps []*le
 		}
 		if a.track {
 			for _, k := range rec.keys {
-				a.written = append(a.written, keyWrite{key: k, at: *at})
+				a.writers[k] = *at
 			}
 		}
 		if err != nil {
@@ -590,12 +589,6 @@ type recorder struct {
 	track bool     // note the keys written
 	keys  []string // written by the current transaction, when tracking
 	err   error    // the first refused write of the current transaction
-}
-
-// keyWrite is one write of the replay.
-type keyWrite struct {
-	key string
-	at  txRef
 }
 
 func (r *recorder) Get(k string) ([]byte, error) { return r.mem.Get(k) }
@@ -642,7 +635,7 @@ func (a *auditor) lastWriter(k string) (txRef, bool) {
 // returns the last transaction that wrote each key.
 func (a *auditor) replayWriters() map[string]txRef {
 	r := newAuditor(a.ctx, a.pub, nil, a.log, a.at)
-	r.track = true
+	r.track, r.writers = true, map[string]txRef{}
 	h := uint64(0)
 	c := a.blocks.Cursor()
 	for k, v := c.First(); k != nil && a.ctx.Err() == nil; k, v = c.Next() {
@@ -652,11 +645,7 @@ func (a *auditor) replayWriters() map[string]txRef {
 			r.replay(it.b, h, it.sigs, it.preps)
 		}
 	}
-	writers := make(map[string]txRef, len(r.written))
-	for _, w := range r.written {
-		writers[w.key] = w.at
-	}
-	return writers
+	return r.writers
 }
 
 // invoke runs the contract, turning a panic into an error.
