@@ -67,6 +67,9 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if verr == nil && rep.OK() {
 		return nil
 	}
+	if bad != nil {
+		return fmt.Errorf("verification FAILED: %w", verr) // it names the first bad block and transaction
+	}
 	where := ""
 	if rep.FirstBadBlock != nil {
 		where = fmt.Sprintf(" first bad block %d", *rep.FirstBadBlock)
@@ -74,10 +77,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 			where += ", transaction " + rep.FirstBadTx
 		}
 	}
-	if verr == nil {
-		verr = fmt.Errorf("%v", rep.Problems)
-	}
-	return fmt.Errorf("verification FAILED:%s: %w", where, verr)
+	return fmt.Errorf("verification FAILED:%s: %v", where, rep.Problems)
 }
 
 func printReport(w io.Writer, r ledger.AuditReport) {

@@ -181,14 +181,18 @@ func auditError(path string, rep ledger.AuditReport) error {
 // fileNodeKey returns the node key the blocks carry (the first block's),
 // or the file's recorded key when there is no readable first block.
 func fileNodeKey(tx *bolt.Tx) (ed25519.PublicKey, error) {
-	if bk := tx.Bucket([]byte(bucketBlocks)); bk != nil {
+	bk, meta := tx.Bucket([]byte(bucketBlocks)), tx.Bucket([]byte(bucketMeta))
+	if bk == nil && meta == nil {
+		return nil, fmt.Errorf("not a MedX ledger file: a bbolt file with neither a %s nor a %s bucket: %w", bucketBlocks, bucketMeta, ErrCorrupt)
+	}
+	if bk != nil {
 		if _, v := bk.Cursor().First(); v != nil {
 			if b, err := decodeBlock(v); err == nil && len(b.NodeKey) == ed25519.PublicKeySize {
 				return b.NodeKey, nil
 			}
 		}
 	}
-	if meta := tx.Bucket([]byte(bucketMeta)); meta != nil {
+	if meta != nil {
 		if k := meta.Get([]byte(metaNodeKey)); len(k) == ed25519.PublicKeySize {
 			return bytes.Clone(k), nil
 		}

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -184,7 +186,22 @@ func TestVerifyFileRefusesNonLedgers(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	for name, path := range map[string]string{"noise": filepath.Join(dir, "noise.db"), "empty bbolt file": empty} {
+	// Another program's bbolt file (a custodian's link store, say).
+	other := filepath.Join(dir, "links.db")
+	if db, err = bolt.Open(other, 0o600, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("links"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("pn-1"), []byte("patient-1"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for name, path := range map[string]string{"noise": filepath.Join(dir, "noise.db"), "empty bbolt file": empty, "other bbolt file": other} {
 		if name == "noise" {
 			if err := os.WriteFile(path, noise, 0o600); err != nil {
 				t.Fatal(err)
@@ -194,6 +211,9 @@ func TestVerifyFileRefusesNonLedgers(t *testing.T) {
 		var ae *AuditError
 		if !errors.As(err, &ae) || rep.OK() {
 			t.Errorf("VerifyFile(%s) = %+v, %v; want an *AuditError", name, rep, err)
+		}
+		if name != "noise" && !strings.Contains(fmt.Sprint(err), "not a MedX ledger file") {
+			t.Errorf("VerifyFile(%s) = %v; want it to say the file is not a MedX ledger", name, err)
 		}
 	}
 }
