@@ -76,13 +76,13 @@ func (r *AuditReport) Summarize(st State, at time.Time) error {
 	if m, ok := st.(*MemState); ok {
 		if err = m.each(s.add); err != nil {
 			s = newSummary(at)
-			err = s.ranges(st)
+			err = s.ranges(st, summarized...)
 		}
 	} else {
-		err = s.ranges(st)
+		err = s.ranges(st, summarized...)
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("summarize: %w", err)
 	}
 	r.At = at.UTC()
 	r.Participants = s.participants
@@ -112,18 +112,19 @@ func newSummary(at time.Time) *summary {
 // summarized are the state prefixes a summary reads, besides kSupply.
 var summarized = []string{pParticipant, pRequest, pLicence, pQueryIndex, pBalance, pPlace}
 
-// ranges feeds add the entries under each summarized prefix, in key order.
-func (s *summary) ranges(st State) error {
-	for _, p := range summarized {
+// ranges feeds add the entries under each of prefixes, in key order, and
+// then the supply.
+func (s *summary) ranges(st State, prefixes ...string) error {
+	for _, p := range prefixes {
 		if err := st.Range(p, prefixEnd(p), func(k string, v []byte) (bool, error) {
 			return true, s.add(k, v)
 		}); err != nil {
-			return fmt.Errorf("summarize: %w", err)
+			return err
 		}
 	}
 	v, err := st.Get(kSupply)
 	if err != nil {
-		return fmt.Errorf("summarize: read %s: %w", kSupply, err)
+		return fmt.Errorf("read %s: %w", kSupply, err)
 	}
 	if v != nil {
 		return s.add(kSupply, v)
@@ -177,7 +178,7 @@ func (s *summary) add(k string, v []byte) error {
 func addAmount(sum *Amount, k string, v []byte) error {
 	a, err := parseAmount(k, v)
 	if err != nil {
-		return fmt.Errorf("summarize tokens: %w", err)
+		return fmt.Errorf("tokens: %w", err)
 	}
 	*sum += a
 	return nil

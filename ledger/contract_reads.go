@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Query runs a read-only function (the FnGet*/FnList* names, FnBalance,
@@ -194,31 +195,13 @@ func (r reader) tokens() (any, error) {
 // Tokens sums the MedToken supply, balances and escrows of a state. The
 // contract keeps Minted == Balances + Escrow.
 func Tokens(st State) (TokenSummary, error) {
-	var s TokenSummary
-	minted, err := getAmount(st, kSupply)
-	if err != nil {
-		return s, err
-	}
-	s.Minted = minted
-	err = st.Range(pBalance, prefixEnd(pBalance), func(k string, v []byte) (bool, error) {
-		a, err := parseAmount(k, v)
-		s.Balances += a
-		return err == nil, err
-	})
-	if err != nil {
-		return s, fmt.Errorf("sum balances: %w", err)
-	}
 	// Escrow is in the places of pending and open requests (a decided
 	// request's record keeps none).
-	err = st.Range(pPlace, prefixEnd(pPlace), func(k string, v []byte) (bool, error) {
-		a, err := parseAmount(k, v)
-		s.Escrow += a
-		return err == nil, err
-	})
-	if err != nil {
-		return s, fmt.Errorf("sum escrow places: %w", err)
+	s := newSummary(time.Time{})
+	if err := s.ranges(st, pBalance, pPlace); err != nil {
+		return TokenSummary{}, fmt.Errorf("sum tokens: %w", err)
 	}
-	return s, nil
+	return s.tokens, nil
 }
 
 func (r reader) query() (any, error) {
