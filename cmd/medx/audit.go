@@ -64,20 +64,13 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return fmt.Errorf("could not verify: %w", verr) // nothing was checked: no summary
 	}
 	printReport(stdout, rep)
-	if verr == nil && rep.OK() {
-		return nil
+	switch {
+	case verr != nil: // an *AuditError: it names the first bad block and transaction
+		return fmt.Errorf("verification FAILED: %w", verr)
+	case !rep.OK(): // VerifyFileWith returns an error for such a report; never exit 0 on one
+		return fmt.Errorf("verification FAILED: %v", rep.Problems)
 	}
-	if bad != nil {
-		return fmt.Errorf("verification FAILED: %w", verr) // it names the first bad block and transaction
-	}
-	where := ""
-	if rep.FirstBadBlock != nil {
-		where = fmt.Sprintf(" first bad block %d", *rep.FirstBadBlock)
-		if rep.FirstBadTx != "" {
-			where += ", transaction " + rep.FirstBadTx
-		}
-	}
-	return fmt.Errorf("verification FAILED:%s: %v", where, rep.Problems)
+	return nil
 }
 
 func printReport(w io.Writer, r ledger.AuditReport) {
