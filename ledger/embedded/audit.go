@@ -453,9 +453,11 @@ func (a *auditor) run(tx *bolt.Tx) error {
 	if a.diverged {
 		stateMatches = false
 	}
-	// Summarize the replayed state (which sorts its keys) while comparing
-	// the stored state with it key by key (which only looks keys up);
-	// replayed keys missing from the store, if any, are looked for after.
+	// Summarize the replayed state while comparing the stored state with
+	// it key by key: both only read its values (a summary that falls back
+	// to ranging may sort the key index, which the comparison never
+	// touches); replayed keys missing from the store, if any, are looked
+	// for after.
 	summarized := make(chan struct{})
 	go func() {
 		defer close(summarized)
